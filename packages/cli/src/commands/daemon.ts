@@ -1,0 +1,34 @@
+import { createLogger, formatHelp, loadOptions } from '@peerpull/common';
+import { DAEMON_OPTIONS, startDaemon } from '@peerpull/daemon';
+import { runUntilSignal } from '../lifecycle.ts';
+
+const USAGE = 'peerpull daemon [options]';
+const SUMMARY = `Runs the node-local registry mirror. Point containerd at it with hosts.toml
+(see README); it pulls through a verified local cache from the allowlisted upstreams.`;
+
+export async function daemonCommand(argv: string[]): Promise<number> {
+  const opts = loadOptions(DAEMON_OPTIONS, { argv, env: process.env });
+  if (opts.help) {
+    process.stdout.write(formatHelp(USAGE, SUMMARY, DAEMON_OPTIONS));
+    return 0;
+  }
+  const logger = createLogger({ level: opts['log-level'], service: 'daemon' });
+  const daemon = await startDaemon(
+    {
+      listen: opts.listen,
+      data: opts.data,
+      registry: opts.registry,
+      defaultRegistry: opts['default-registry'],
+      authFile: opts['auth-file'],
+      cacheSize: opts['cache-size'],
+      tagTtlMs: opts['tag-ttl'],
+      maxStaleMs: opts['max-stale'],
+      metricsListen: opts['metrics-listen'],
+      upstreamConnectTimeoutMs: opts['upstream-connect-timeout'],
+      upstreamTimeoutMs: opts['upstream-timeout'],
+      upstreamIdleTimeoutMs: opts['upstream-idle-timeout'],
+    },
+    logger,
+  );
+  return runUntilSignal(logger, () => daemon.close());
+}

@@ -1,0 +1,215 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { BlobIngest } from './blob-ingest.ts';
+import type { BlobLocator, BlobSource, SourceName } from './blob-source.ts';
+import type { ContentStore } from './content-store.ts';
+import type { Digest } from './digest.ts';
+import type { MirrorMetrics } from './metrics.ts';
+import { OciError } from './oci-error.ts';
+import { UpstreamError } from './upstream-client.ts';
+
+export interface BlobHandle {
+  digest: Digest;
+  /** Total size; undefined only while a fetch whose source sent no length is running. */
+  size: number | undefined;
+  /** Where the bytes come from: `local` when complete on disk, else the source filling it. */
+  source: SourceName;
+  /** A stream of bytes [start, end]; for an in-flight fetch it follows the file as it grows. */
+  read(start?: number, end?: number): Readable;
+}
+
+export interface BlobResolverOptions {
+  store: ContentStore;
+  /** Tried in order, after the local store. */
+  sources: BlobSource[];
+  logger: Logger;
+  /** Attempts per source for one blob, each resuming where the last stopped. */
+  attemptsPerSource?: number;
+  /** Deadline for a source's size lookup (HEAD). */
+  statTimeoutMs?: number;
+  metrics?: MirrorMetrics;
+}
+
+interface Fetch {
+  ingest: BlobIngest;
+  source: SourceName;
+}
+
+/**
+ * Finds a blob: the local store, then each source in order. A miss starts one fetch per
+ * digest that writes into the store while every concurrent client reads the growing file,
+ * so N clients cost one transfer. A transfer that breaks resumes at the offset reached,
+ * from the same source or the next, without the clients noticing.
+ */
+export class BlobResolver {
+  readonly #store: ContentStore;
+  readonly #sources: BlobSource[];
+  readonly #logger: Logger;
+  readonly #attempts: number;
+  readonly #statTimeoutMs: number;
+  readonly #metrics: MirrorMetrics | undefined;
+  readonly #fetches = new Map<Digest, Promise<Fetch>>();
+
+  constructor(opts: BlobResolverOptions) {
+    this.#store = opts.store;
+    this.#sources = opts.sources;
+    this.#logger = opts.logger;
+    this.#attempts = opts.attemptsPerSource ?? 2;
+    this.#statTimeoutMs = opts.statTimeoutMs ?? 10_000;
+    this.#metrics = opts.metrics;
+  }
+
+  get inflight(): number {
+    return this.#fetches.size;
+  }
+
+  /** Opens a blob for reading, starting a fetch on a miss. Throws OciError 404 when no source has it. */
+  async open(locator: BlobLocator): Promise<BlobHandle> {
+    const local = this.#localHandle(locator.digest);
+    if (local) return local;
+    let pending = this.#fetches.get(locator.digest);
+    if (!pending) {
+      pending = this.#startFetch(locator);
+      this.#fetches.set(locator.digest, pending);
+      pending.then(
+        (fetch) => fetch.ingest.done().catch(() => undefined).finally(() => this.#fetches.delete(locator.digest)),
+        () => this.#fetches.delete(locator.digest),
+      );
+    }
+    const fetch = await pending;
+    try {
+      await fetch.ingest.ready();
+    } catch (err) {
+      throw this.#missError(locator, err);
+    }
+    return this.#fetchHandle(fetch);
+  }
+
+  /** Size and source without downloading anything (HEAD). */
+  async stat(locator: BlobLocator): Promise<{ size: number; source: SourceName }> {
+    const info = this.#store.stat(locator.digest);
+    if (info) return { size: info.size, source: 'local' };
+    const inflight = await this.#fetches.get(locator.digest)?.catch(() => undefined);
+    if (inflight?.ingest.size !== undefined && inflight.ingest.state !== 'failed') {
+      return { size: inflight.ingest.size, source: inflight.source };
+    }
+    let lastError: unknown;
+    for (const source of this.#sources) {
+      try {
+        const size = await source.size(locator, AbortSignal.timeout(this.#statTimeoutMs));
+        if (size !== undefined) return { size, source: source.name };
+      } catch (err) {
+        lastError = err;
+        this.#logger.debug({ digest: locator.digest, source: source.name, err: (err as Error).message }, 'blob stat failed at source');
+      }
+    }
+    throw this.#missError(locator, lastError);
+  }
+
+  #localHandle(digest: Digest): BlobHandle | undefined {
+    const info = this.#store.stat(digest);
+    if (!info) return undefined;
+    return {
+      digest,
+      size: info.size,
+      source: 'local',
+      read: (start = 0, end?: number) => this.#store.openRead(digest, start, end),
+    };
+  }
+
+  #fetchHandle(fetch: Fetch): BlobHandle {
+    const { ingest } = fetch;
+    return {
+      digest: ingest.digest,
+      size: ingest.size,
+      source: fetch.source,
+      // Once complete, the ingest's file handle may be closed: read the stored file instead.
+      read: (start = 0, end?: number) =>
+        ingest.state === 'complete' && this.#store.has(ingest.digest)
+          ? this.#store.openRead(ingest.digest, start, end)
+          : ingest.createReader(start, end),
+    };
+  }
+
+  async #startFetch(locator: BlobLocator): Promise<Fetch> {
+    const ingest = await this.#store.createIngest(locator.digest, { kind: 'blob' });
+    const fetch: Fetch = { ingest, source: this.#sources[0]?.name ?? 'upstream' };
+    void this.#fill(fetch, locator);
+    return fetch;
+  }
+
+  async #fill(fetch: Fetch, locator: BlobLocator): Promise<void> {
+    const { ingest } = fetch;
+    const started = performance.now();
+    let lastError: unknown;
+    const controller = new AbortController();
+    for (const source of this.#sources) {
+      for (let attempt = 0; attempt < this.#attempts; attempt++) {
+        fetch.source = source.name;
+        const offset = ingest.written;
+        let opened;
+        try {
+          opened = await source.open(locator, offset, controller.signal);
+        } catch (err) {
+          lastError = err;
+          this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
+          if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) break;
+          continue;
+        }
+        if (!opened) break; // this source does not have it
+        try {
+          if (opened.size !== undefined) ingest.setSize(opened.size);
+          let skip = offset - opened.offset; // a source that ignored our offset resends the prefix
+          for await (let chunk of opened.body as AsyncIterable<Buffer>) {
+            if (skip > 0) {
+              if (chunk.length <= skip) {
+                skip -= chunk.length;
+                continue;
+              }
+              chunk = chunk.subarray(skip);
+              skip = 0;
+            }
+            await ingest.write(chunk, source.name);
+            this.#metrics?.bytesFetched.inc({ source: source.name }, chunk.length);
+          }
+          if (ingest.size !== undefined && ingest.written < ingest.size) {
+            throw new Error(`${source.name} closed the stream at ${ingest.written} of ${ingest.size} bytes`);
+          }
+          await ingest.complete();
+          this.#logFinished(ingest, locator, started);
+          return;
+        } catch (err) {
+          opened.body.destroy();
+          lastError = err;
+          this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
+          if ((err as Error).message.startsWith('size mismatch')) break;
+          if (ingest.state !== 'writing') return;
+        }
+      }
+    }
+    await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
+    this.#logger.warn({ digest: locator.digest, written: ingest.written, err: ingest.error?.message }, 'blob fetch failed at every source');
+  }
+
+  #logFinished(ingest: BlobIngest, locator: BlobLocator, started: number): void {
+    if (ingest.state === 'complete') {
+      const seconds = (performance.now() - started) / 1000;
+      this.#logger.info(
+        { digest: locator.digest, registry: locator.registry.host, repository: locator.repository, bytes: ingest.written, bySource: Object.fromEntries(ingest.bytesBySource), seconds: Number(seconds.toFixed(3)) },
+        'blob stored',
+      );
+    } else {
+      this.#logger.error({ digest: locator.digest, err: ingest.error?.message }, 'blob discarded: verification failed');
+    }
+  }
+
+  #missError(locator: BlobLocator, err: unknown): OciError {
+    if (err instanceof UpstreamError && err.kind === 'rate-limited') {
+      const headers: Record<string, string> = err.retryAfterMs !== undefined ? { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } : {};
+      return new OciError(429, 'TOOMANYREQUESTS', `upstream ${err.registry} is rate limiting`, undefined, headers);
+    }
+    const why = err instanceof Error ? err.message : 'not found at any source';
+    // A fast 404 makes containerd try its next host (ultimately the registry itself).
+    return new OciError(404, 'BLOB_UNKNOWN', `blob ${locator.digest} unavailable: ${why}`);
+  }
+}

@@ -1,0 +1,33 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from './digest.ts';
+import type { UpstreamRegistry } from './registry-allowlist.ts';
+
+/** Where a blob comes from, as counted in logs, headers and metrics. */
+export type SourceName = 'local' | 'peer' | 'seed' | 'upstream';
+
+/** A blob as a client asked for it: the digest, and the upstream repository it belongs to. */
+export interface BlobLocator {
+  digest: Digest;
+  registry: UpstreamRegistry;
+  repository: string;
+}
+
+export interface SourceBody {
+  /** Total blob size, when the source knows it. */
+  size: number | undefined;
+  /** Offset of the first byte of `body`; 0 if the source ignored the requested offset. */
+  offset: number;
+  body: Readable;
+}
+
+/**
+ * One place blobs can be fetched from. The resolver tries sources in order and resumes
+ * a broken transfer at the right offset from the same or the next source.
+ */
+export interface BlobSource {
+  readonly name: SourceName;
+  /** Opens the blob from `offset`; undefined when this source does not have it. Throws when it failed. */
+  open(locator: BlobLocator, offset: number, signal: AbortSignal): Promise<SourceBody | undefined>;
+  /** The blob's size without downloading it; undefined when this source does not have it. */
+  size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined>;
+}

@@ -1,0 +1,188 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { BlobResolver } from './blob-resolver.ts';
+import type { SourceName } from './blob-source.ts';
+import { contentRange, parseRange } from './byte-range.ts';
+import type { ManifestResolver, ResolvedManifest } from './manifest-resolver.ts';
+import type { MirrorMetrics } from './metrics.ts';
+import { OciError } from './oci-error.ts';
+import { normalizeRepository } from './reference.ts';
+import type { RegistryAllowlist, UpstreamRegistry } from './registry-allowlist.ts';
+import { parseRegistryPath, type RegistryPath } from './registry-path.ts';
+
+export interface RegistryApiOptions {
+  allowlist: RegistryAllowlist;
+  /** The registry for requests without `?ns=` (clients that are not containerd). */
+  defaultRegistry: string;
+  manifests: ManifestResolver;
+  blobs: BlobResolver;
+  metrics: MirrorMetrics;
+}
+
+/** What one request was about, for the request log line and metrics. */
+interface PullRecord {
+  registry?: string;
+  repository?: string;
+  kind?: 'manifest' | 'blob';
+  reference?: string;
+  digest?: string;
+  source?: SourceName;
+  bytes?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    pull?: PullRecord;
+  }
+}
+
+const PULL_METHODS = new Set(['GET', 'HEAD']);
+
+/**
+ * The OCI distribution pull API, read-only, for any allowlisted upstream. Everything a
+ * client can get wrong is answered with the spec's error JSON and a 4xx; every miss is a
+ * prompt 404 so containerd falls back to its next host.
+ */
+export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions): Promise<void> {
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.header('docker-distribution-api-version', 'registry/2.0');
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof OciError) {
+      if (err.status >= 500) req.log.error({ err: err.message }, 'request failed');
+      return reply.code(err.status).headers(err.headers).type('application/json').send(err.toBody());
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) {
+      return reply.code(status).type('application/json').send(new OciError(status, 'UNSUPPORTED', (err as Error).message).toBody());
+    }
+    req.log.error({ err }, 'internal error');
+    return reply.code(500).type('application/json').send(new OciError(500, 'UNAVAILABLE', 'internal error').toBody());
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).type('application/json').send(new OciError(404, 'NAME_UNKNOWN', `no route for ${req.method} ${req.url.split('?')[0]}`).toBody());
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const pull = req.pull;
+    if (!pull?.kind) return;
+    const result = reply.statusCode < 400 ? 'hit' : reply.statusCode === 404 ? 'miss' : 'error';
+    opts.metrics.requests.inc({ registry: pull.registry ?? '', kind: pull.kind, result, source: pull.source ?? 'none' });
+    if (pull.bytes && req.method === 'GET' && reply.statusCode < 300) {
+      opts.metrics.bytesServed.inc({ source: pull.source ?? 'local' }, pull.bytes);
+    }
+    opts.metrics.requestDuration.observe({ kind: pull.kind, source: pull.source ?? 'none' }, reply.elapsedTime / 1000);
+    req.log.info(
+      { ...pull, method: req.method, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
+      'pull',
+    );
+  });
+
+  app.route({
+    method: ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
+    url: '/v2/*',
+    handler: async (req, reply) => handle(req, reply, opts),
+  });
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2',
+    handler: async (_req, reply) => reply.type('application/json').send({}),
+  });
+}
+
+async function handle(req: FastifyRequest, reply: FastifyReply, opts: RegistryApiOptions): Promise<unknown> {
+  const [path = '', query = ''] = splitUrl(req.url);
+  const target = parseRegistryPath(path);
+  if (!target) throw new OciError(404, 'NAME_UNKNOWN', `no such endpoint: ${path.slice(0, 200)}`);
+  if (!PULL_METHODS.has(req.method) || target.kind === 'upload') {
+    throw new OciError(405, 'UNSUPPORTED', 'this registry is a read-only mirror: push and delete are not supported');
+  }
+  if (target.kind === 'base') return reply.type('application/json').send({});
+  if (target.kind === 'tags' || target.kind === 'referrers') {
+    throw new OciError(404, 'UNSUPPORTED', `${target.kind} listing is not supported by this mirror`);
+  }
+  const registry = resolveNamespace(query, opts);
+  const repository = normalizeRepository(registry.host, target.name);
+  const locator = { registry, repository };
+  if (target.kind === 'manifest') {
+    req.pull = { registry: registry.host, repository, kind: 'manifest', reference: target.ref.kind === 'tag' ? target.ref.tag : target.ref.digest };
+    const manifest = target.ref.kind === 'tag'
+      ? await opts.manifests.byTag(locator, target.ref.tag)
+      : await opts.manifests.byDigest(locator, target.ref.digest);
+    return sendManifest(req, reply, manifest);
+  }
+  return sendBlob(req, reply, opts, { ...locator, digest: target.digest }, target);
+}
+
+function sendManifest(req: FastifyRequest, reply: FastifyReply, manifest: ResolvedManifest): FastifyReply {
+  Object.assign(req.pull ?? {}, { digest: manifest.digest, source: manifest.source, bytes: manifest.body.length });
+  reply
+    .code(200)
+    .header('content-type', manifest.mediaType)
+    .header('content-length', manifest.body.length)
+    .header('docker-content-digest', manifest.digest)
+    .header('etag', `"${manifest.digest}"`)
+    .header('x-peerpull-source', manifest.source);
+  if (manifest.staleAgeMs !== undefined) {
+    reply.header('age', Math.floor(manifest.staleAgeMs / 1000));
+    reply.header('warning', '110 peerpull "Response is Stale"');
+  }
+  return req.method === 'HEAD' ? reply.send() : reply.send(manifest.body);
+}
+
+async function sendBlob(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  opts: RegistryApiOptions,
+  locator: { registry: UpstreamRegistry; repository: string; digest: import('./digest.ts').Digest },
+  target: Extract<RegistryPath, { kind: 'blob' }>,
+): Promise<FastifyReply> {
+  req.pull = { registry: locator.registry.host, repository: locator.repository, kind: 'blob', digest: target.digest };
+  reply.header('docker-content-digest', target.digest).header('accept-ranges', 'bytes');
+  if (req.method === 'HEAD') {
+    const { size, source } = await opts.blobs.stat(locator);
+    req.pull.source = source;
+    return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', size).header('x-peerpull-source', source).send();
+  }
+  const handle = await opts.blobs.open(locator);
+  req.pull.source = handle.source;
+  reply.header('content-type', 'application/octet-stream').header('x-peerpull-source', handle.source);
+  const rangeHeader = req.headers.range;
+  if (rangeHeader !== undefined && handle.size !== undefined) {
+    const range = parseRange(rangeHeader, handle.size);
+    if (range.kind === 'unsatisfiable' || range.kind === 'invalid') {
+      reply.header('content-range', `bytes */${handle.size}`);
+      throw new OciError(416, 'RANGE_INVALID', `range not satisfiable: ${rangeHeader.slice(0, 100)} (blob is ${handle.size} bytes)`);
+    }
+    if (range.kind === 'range') {
+      const { start, end } = range.range;
+      req.pull.bytes = end - start + 1;
+      return reply
+        .code(206)
+        .header('content-range', contentRange(range.range, handle.size))
+        .header('content-length', end - start + 1)
+        .send(handle.read(start, end));
+    }
+  }
+  if (handle.size !== undefined) {
+    reply.header('content-length', handle.size);
+    req.pull.bytes = handle.size;
+  }
+  return reply.code(200).send(handle.read());
+}
+
+function resolveNamespace(query: string, opts: RegistryApiOptions): UpstreamRegistry {
+  const params = new URLSearchParams(query);
+  const ns = params.get('ns');
+  const name = ns === null ? opts.defaultRegistry : ns;
+  const registry = opts.allowlist.lookup(name);
+  // Not on the allowlist: answer before any outbound connection. 404 sends containerd to the registry itself.
+  if (!registry) throw new OciError(404, 'NAME_UNKNOWN', `registry ${JSON.stringify(name.slice(0, 100))} is not served by this mirror`);
+  return registry;
+}
+
+function splitUrl(url: string): [string, string] {
+  const q = url.indexOf('?');
+  return q < 0 ? [url, ''] : [url.slice(0, q), url.slice(q + 1)];
+}
