@@ -2,11 +2,13 @@
 import { OptionsError } from '@peerpull/common';
 import { daemonCommand } from './commands/daemon.ts';
 import { demoCommand } from './commands/demo.ts';
+import { seedCommand } from './commands/seed.ts';
 
 const VERSION = '0.1.0';
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   daemon: { summary: 'Run the node-local registry mirror (the DaemonSet / systemd service)', run: daemonCommand },
+  seed: { summary: 'Run the cluster seed cache (pull-through cache and source of truth for tags)', run: seedCommand },
   demo: { summary: 'Run a self-contained demo on this machine, offline, and show where bytes came from', run: demoCommand },
 };
 

@@ -153,11 +153,15 @@ export class BlobIngest extends EventEmitter {
         try {
           for (;;) {
             const last = end ?? (ingest.#size !== undefined ? ingest.#size - 1 : Number.POSITIVE_INFINITY);
-            if (position > last) {
+            // The blob's final byte (and the end of a stream that reaches it) is held back until
+            // the digest verified: a client that got every byte of a wrong blob would otherwise
+            // see a clean, complete response, and a failure now aborts it instead.
+            const holdLast = ingest.#state !== 'complete' && ingest.#size !== undefined && last >= ingest.#size - 1;
+            if (position > last && !holdLast) {
               this.push(null);
               return;
             }
-            const available = Math.min(ingest.written, last + 1) - position;
+            const available = Math.min(ingest.written, holdLast ? last : last + 1) - position;
             if (available > 0) {
               const buffer = Buffer.allocUnsafe(Math.min(available, READ_CHUNK));
               const { bytesRead } = await ingest.#handle.read(buffer, 0, buffer.length, position);

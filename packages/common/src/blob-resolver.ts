@@ -85,6 +85,16 @@ export class BlobResolver {
     return this.#fetchHandle(fetch);
   }
 
+  /**
+   * Makes sure a blob ends up in the store (prefetch). Resolves with the running ingest to
+   * watch its progress, or undefined when the blob is already stored.
+   */
+  async fetchToStore(locator: BlobLocator): Promise<BlobIngest | undefined> {
+    const handle = await this.open(locator);
+    if (handle.source === 'local') return undefined;
+    return (await this.#fetches.get(locator.digest))?.ingest;
+  }
+
   /** Size and source without downloading anything (HEAD). */
   async stat(locator: BlobLocator): Promise<{ size: number; source: SourceName }> {
     const info = this.#store.stat(locator.digest);

@@ -23,17 +23,25 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   if (!match) return { kind: 'invalid' };
   const [, first = '', last = ''] = match;
   if (first === '' && last === '') return { kind: 'invalid' };
-  if (first.length > 15 || last.length > 15) return { kind: 'unsatisfiable' };
   if (first === '') {
-    const suffix = Number(last);
+    const suffix = toInteger(last);
     if (suffix === 0) return { kind: 'unsatisfiable' };
+    // An empty blob has no last N bytes to name: ignore the range and send the (empty) whole.
+    if (size === 0) return { kind: 'none' };
     return { kind: 'range', range: { start: Math.max(0, size - suffix), end: size - 1 } };
   }
-  const start = Number(first);
-  const end = last === '' ? size - 1 : Number(last);
-  if (end < start) return { kind: 'invalid' };
+  const start = toInteger(first);
+  if (last !== '' && toInteger(last) < start) return { kind: 'invalid' };
   if (start >= size) return { kind: 'unsatisfiable' };
-  return { kind: 'range', range: { start, end: Math.min(end, size - 1) } };
+  // A last-pos at or beyond the size means "to the end" (RFC 9110 §14.1.1), however large.
+  const end = last === '' ? size - 1 : Math.min(toInteger(last), size - 1);
+  return { kind: 'range', range: { start, end } };
+}
+
+/** Digit strings beyond Number's exact range exceed any blob size: saturate instead of losing precision. */
+function toInteger(digits: string): number {
+  const n = Number(digits);
+  return Number.isSafeInteger(n) ? n : Number.MAX_SAFE_INTEGER;
 }
 
 export function contentRange(range: ByteRange, size: number): string {

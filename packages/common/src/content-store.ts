@@ -27,6 +27,8 @@ export interface TagRecord {
   size: number;
   /** When the upstream last confirmed this tag→digest mapping. */
   validatedAt: number;
+  /** When a client last pulled this tag (updated at most once a minute). */
+  lastPulledAt?: number;
 }
 
 export interface ContentStoreOptions {

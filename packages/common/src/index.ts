@@ -25,3 +25,5 @@ export * from './options.ts';
 export * from './listen-address.ts';
 export * from './mirror-server.ts';
 export * from './metrics-server.ts';
+export * from './manifest-references.ts';
+export * from './mirror-service.ts';

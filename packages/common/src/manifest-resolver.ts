@@ -8,6 +8,8 @@ import { OciError } from './oci-error.ts';
 import { SingleFlight } from './single-flight.ts';
 import { UpstreamError } from './upstream-client.ts';
 
+const LAST_PULLED_RESOLUTION_MS = 60_000;
+
 export interface ResolvedManifest {
   digest: Digest;
   mediaType: string;
@@ -23,13 +25,15 @@ export interface TagPolicy {
   ttlMs: number;
   /** How long a cached tag may still be served while every source fails. */
   maxStaleMs: number;
+  /** An operator-pinned digest: the tag resolves to it without asking anyone, forever. */
+  pinned?: Digest;
 }
 
 export interface ManifestResolverOptions {
   store: ContentStore;
   sources: ManifestSource[];
   logger: Logger;
-  tagPolicy: (locator: ManifestLocator) => TagPolicy;
+  tagPolicy: (locator: ManifestLocator, tag: string) => TagPolicy;
   /** Deadline for one source to answer one manifest or tag request. */
   sourceTimeoutMs?: number;
   now?: () => number;
@@ -44,7 +48,7 @@ export class ManifestResolver {
   readonly #store: ContentStore;
   readonly #sources: ManifestSource[];
   readonly #logger: Logger;
-  readonly #policy: (locator: ManifestLocator) => TagPolicy;
+  readonly #policy: (locator: ManifestLocator, tag: string) => TagPolicy;
   readonly #timeoutMs: number;
   readonly #now: () => number;
   readonly #tagFlights = new SingleFlight<ResolvedManifest>();
@@ -65,9 +69,13 @@ export class ManifestResolver {
 
   async byTag(locator: ManifestLocator, tag: string): Promise<ResolvedManifest> {
     const key = ManifestResolver.tagKey(locator, tag);
+    const policy = this.#policy(locator, tag);
+    if (policy.pinned) return this.byDigest(locator, policy.pinned);
     const cached = await this.#store.getTag(key);
-    const policy = this.#policy(locator);
     if (cached && this.#now() - cached.validatedAt < policy.ttlMs && this.#store.has(cached.digest)) {
+      if (this.#now() - (cached.lastPulledAt ?? 0) > LAST_PULLED_RESOLUTION_MS) {
+        await this.#store.putTag(key, { ...cached, lastPulledAt: this.#now() });
+      }
       return this.#fromStore(cached.digest, 'local');
     }
     return this.#tagFlights.run(key, () => this.#revalidate(locator, tag, key, cached, policy));
@@ -106,7 +114,7 @@ export class ManifestResolver {
         continue;
       }
       const validatedAt = this.#now() - (resolution.ageMs ?? 0);
-      await this.#store.putTag(key, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.body.length, validatedAt });
+      await this.#store.putTag(key, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.body.length, validatedAt, lastPulledAt: this.#now() });
       if (cached && cached.digest !== manifest.digest) {
         this.#logger.info({ tag: key, from: cached.digest, to: manifest.digest, source: source.name }, 'tag moved');
       }

@@ -12,6 +12,7 @@ export class MirrorMetrics {
   readonly requestDuration: Histogram<'kind' | 'source'>;
   readonly cacheBytes: Gauge;
   readonly cacheEntries: Gauge;
+  readonly seedUp: Gauge<'seed'>;
 
   constructor(prefix = 'peerpull') {
     collectDefaultMetrics({ register: this.registry, prefix: `${prefix}_` });
@@ -41,6 +42,7 @@ export class MirrorMetrics {
       registers: [this.registry],
     });
     this.cacheBytes = new Gauge({ name: `${prefix}_cache_bytes`, help: 'Bytes held in the content store', registers: [this.registry] });
+    this.seedUp = new Gauge({ name: `${prefix}_seed_up`, help: 'Whether each configured seed is answering (0 while skipped after a failure)', labelNames: ['seed'], registers: [this.registry] });
     this.cacheEntries = new Gauge({ name: `${prefix}_cache_entries`, help: 'Blobs and manifests held in the content store', registers: [this.registry] });
   }
 }

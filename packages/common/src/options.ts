@@ -3,12 +3,13 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration, parseSize } from './human-units.ts';
 
-export type OptionType = 'string' | 'boolean' | 'integer' | 'size' | 'duration' | 'list';
+/** `structured`: a mapping or list, written in the config file (or as YAML/JSON text in a flag or variable). */
+export type OptionType = 'string' | 'boolean' | 'integer' | 'size' | 'duration' | 'list' | 'structured';
 
 export interface OptionSpec {
   type: OptionType;
   description: string;
-  default?: string | number | boolean | readonly string[];
+  default?: string | number | boolean | readonly string[] | Record<string, unknown> | readonly unknown[];
   /** Shown in help instead of the type, e.g. `HOST:PORT`. */
   placeholder?: string;
   /** For strings: the accepted values. */
@@ -23,7 +24,9 @@ type ValueOf<T extends OptionType> = T extends 'boolean'
     ? string[]
     : T extends 'integer' | 'size' | 'duration'
       ? number
-      : string;
+      : T extends 'structured'
+        ? unknown
+        : string;
 
 /** Parsed values: sizes in bytes, durations in milliseconds. Options without a default may be undefined. */
 export type OptionValues<S extends OptionSpecs> = {
@@ -140,6 +143,8 @@ function convert(raw: unknown, type: OptionType, origin: string): unknown {
         if (Array.isArray(raw)) return raw.map(String);
         if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
         return fail(`expected a list, got ${JSON.stringify(raw)}`);
+      case 'structured':
+        return typeof raw === 'string' ? parseYaml(raw) : raw;
       case 'string':
         if (typeof raw === 'string' || typeof raw === 'number') return String(raw);
         return fail(`expected a string, got ${JSON.stringify(raw)}`);
@@ -154,7 +159,7 @@ export function formatHelp(usage: string, summary: string, specs: OptionSpecs): 
   const all: OptionSpecs = { ...specs, ...COMMON_OPTIONS };
   const rows = Object.entries(all).map(([name, spec]) => {
     const arg = spec.type === 'boolean' ? '' : ` ${spec.placeholder ?? spec.type.toUpperCase()}`;
-    const def = spec.default === undefined || spec.type === 'boolean' && spec.default === false
+    const def = spec.default === undefined || spec.type === 'boolean' && spec.default === false || spec.type === 'structured'
       ? ''
       : ` (default: ${Array.isArray(spec.default) ? spec.default.join(',') : String(spec.default)})`;
     const repeat = spec.type === 'list' ? ' [repeatable]' : '';

@@ -43,8 +43,13 @@ const PULL_METHODS = new Set(['GET', 'HEAD']);
  * prompt 404 so containerd falls back to its next host.
  */
 export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions): Promise<void> {
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', async (req, reply) => {
     reply.header('docker-distribution-api-version', 'registry/2.0');
+    // Refuse writes before the body is parsed: otherwise a push with a manifest or layer
+    // content type gets Fastify's 415 (or 413) instead of the spec's 405 UNSUPPORTED.
+    if (!PULL_METHODS.has(req.method)) {
+      throw new OciError(405, 'UNSUPPORTED', 'this registry is a read-only mirror: push and delete are not supported');
+    }
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -240,6 +240,11 @@ export class UpstreamClient {
   }
 
   async #send(registry: UpstreamRegistry, req: SendRequest): Promise<Dispatcher.ResponseData> {
+    const backoffUntil = this.rateLimits.get(registry.host)?.backoffUntil;
+    if (backoffUntil !== undefined && backoffUntil > Date.now()) {
+      // After a 429, hammering makes it worse: fail fast (callers serve from cache) until Retry-After passes.
+      throw new UpstreamError('rate-limited', registry.host, `${registry.host}: backing off after 429`, { retryAfterMs: backoffUntil - Date.now() });
+    }
     const scope = `repository:${req.repository}:pull`;
     let authRetried = false;
     let attempt = 0;

@@ -5,6 +5,8 @@ export const DAEMON_OPTIONS = {
   data: { type: 'string', description: 'Directory for the content store and metadata', default: '/var/lib/peerpull', placeholder: 'DIR' },
   registry: { type: 'list', description: 'Upstream registry the mirror may contact, as host or host=endpoint-url; replaces the default list', default: DEFAULT_REGISTRIES, placeholder: 'HOST[=URL]' },
   'default-registry': { type: 'string', description: 'Registry for requests without ?ns= (must be in --registry)', default: 'docker.io', placeholder: 'HOST' },
+  seed: { type: 'list', description: 'Cluster seed to resolve tags and fetch blobs through, e.g. http://peerpull-seed:5060', default: [], placeholder: 'URL' },
+  'seed-timeout': { type: 'duration', description: 'Deadline for a seed to answer before the daemon goes to the upstream directly', default: '2s' },
   'auth-file': { type: 'string', description: 'Docker config.json with upstream credentials (auths)', placeholder: 'FILE' },
   'cache-size': { type: 'size', description: 'Evict least-recently-used content above this size', default: '20GiB' },
   'tag-ttl': { type: 'duration', description: 'Serve a cached tag this long before revalidating it upstream', default: '5m' },

@@ -1,108 +1,42 @@
-import type { Server } from 'node:http';
-import {
-  AuthFile,
-  BlobResolver,
-  ContentStore,
-  ManifestResolver,
-  MirrorMetrics,
-  RegistryAllowlist,
-  UpstreamBlobSource,
-  UpstreamClient,
-  UpstreamManifestSource,
-  createMirrorServer,
-  formatAddress,
-  parseListenAddress,
-  startMetricsServer,
-  type Logger,
-  type MirrorServer,
-} from '@peerpull/common';
+import { MirrorMetrics, startMirrorService, type Logger, type MirrorServiceConfig, type RunningMirrorService } from '@peerpull/common';
+import { SeedBlobSource } from './seed-blob-source.ts';
+import { SeedClient } from './seed-client.ts';
+import { SeedManifestSource } from './seed-manifest-source.ts';
 
-export interface DaemonConfig {
-  listen: string;
-  data: string;
-  registry: string[];
-  defaultRegistry: string;
-  authFile?: string | undefined;
-  cacheSize: number;
+export interface DaemonConfig extends MirrorServiceConfig {
   tagTtlMs: number;
   maxStaleMs: number;
-  metricsListen?: string | undefined;
-  upstreamConnectTimeoutMs: number;
-  upstreamTimeoutMs: number;
-  upstreamIdleTimeoutMs: number;
+  seeds: string[];
+  seedTimeoutMs: number;
 }
 
-export interface RunningDaemon {
-  /** The mirror's bound address, e.g. `127.0.0.1:5050`. */
-  address: string;
-  metricsAddress: string | undefined;
-  store: ContentStore;
-  metrics: MirrorMetrics;
-  close(): Promise<void>;
-}
+export type RunningDaemon = RunningMirrorService;
 
-/** Builds the node-local mirror: store → sources (upstream, for now) → the pull API. */
+/**
+ * The node-local mirror. Blobs: local store → seed → upstream. Tags: seed → upstream →
+ * the daemon's own cached tag. With seeds, every tag resolve asks the seed (cheap, on the
+ * LAN) so a tag moves on every node at once; the seed is an optimisation, never required.
+ */
 export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
-  const allowlist = new RegistryAllowlist(config.registry);
-  if (!allowlist.lookup(config.defaultRegistry)) {
-    throw new Error(`default-registry "${config.defaultRegistry}" is not in the registry allowlist (${allowlist.hosts().join(', ')})`);
-  }
-  const listen = parseListenAddress(config.listen);
-  const metricsListen = config.metricsListen ? parseListenAddress(config.metricsListen) : undefined;
-  const authFile = AuthFile.load(config.authFile);
-
-  const store = await ContentStore.open({ dir: config.data, maxBytes: config.cacheSize, logger: logger.child({ component: 'store' }) });
   const metrics = new MirrorMetrics();
-  const upstream = new UpstreamClient({
-    authFile,
-    logger: logger.child({ component: 'upstream' }),
-    connectTimeoutMs: config.upstreamConnectTimeoutMs,
-    headersTimeoutMs: config.upstreamTimeoutMs,
-    requestDeadlineMs: config.upstreamTimeoutMs,
-    bodyIdleTimeoutMs: config.upstreamIdleTimeoutMs,
-  });
-  const blobs = new BlobResolver({ store, sources: [new UpstreamBlobSource(upstream)], logger: logger.child({ component: 'blobs' }), metrics });
-  const manifests = new ManifestResolver({
-    store,
-    sources: [new UpstreamManifestSource(upstream)],
-    logger: logger.child({ component: 'manifests' }),
-    tagPolicy: () => ({ ttlMs: config.tagTtlMs, maxStaleMs: config.maxStaleMs }),
-    sourceTimeoutMs: config.upstreamTimeoutMs,
-  });
-
-  let app: MirrorServer | undefined;
-  let metricsServer: Server | undefined;
+  const seeds = config.seeds.length
+    ? new SeedClient({ seeds: config.seeds, logger: logger.child({ component: 'seeds' }), metrics, timeoutMs: config.seedTimeoutMs, idleTimeoutMs: config.upstreamIdleTimeoutMs })
+    : undefined;
   try {
-    app = await createMirrorServer({ logger, store, allowlist, defaultRegistry: config.defaultRegistry, manifests, blobs, metrics });
-    await app.listen({ host: listen.host, port: listen.port });
-    if (metricsListen) {
-      metricsServer = await startMetricsServer(metrics, metricsListen.host, metricsListen.port, () => {
-        metrics.cacheBytes.set(store.totalBytes);
-        metrics.cacheEntries.set(store.entries);
-      });
-    }
+    return await startMirrorService(
+      config,
+      {
+        service: 'daemon',
+        metrics,
+        blobSources: (upstream) => (seeds ? [new SeedBlobSource(seeds), upstream] : [upstream]),
+        manifestSources: (upstream) => (seeds ? [new SeedManifestSource(seeds), upstream] : [upstream]),
+        tagPolicy: () => ({ ttlMs: seeds ? 0 : config.tagTtlMs, maxStaleMs: config.maxStaleMs }),
+        beforeClose: async () => seeds?.close(),
+      },
+      logger,
+    );
   } catch (err) {
-    await app?.close();
-    await upstream.close();
-    await store.close();
+    await seeds?.close();
     throw err;
   }
-  const bound = app.server.address();
-  const address = typeof bound === 'object' && bound ? formatAddress(bound.address, bound.port) : config.listen;
-  const metricsBound = metricsServer?.address();
-  const metricsAddress = typeof metricsBound === 'object' && metricsBound ? formatAddress(metricsBound.address, metricsBound.port) : undefined;
-  logger.info({ address, metricsAddress, data: config.data, registries: allowlist.hosts(), defaultRegistry: config.defaultRegistry }, 'peerpull daemon ready');
-
-  return {
-    address,
-    metricsAddress,
-    store,
-    metrics,
-    async close() {
-      await app.close();
-      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
-      await upstream.close();
-      await store.close();
-    },
-  };
 }

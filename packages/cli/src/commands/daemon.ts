@@ -1,6 +1,7 @@
 import { createLogger, formatHelp, loadOptions } from '@peerpull/common';
 import { DAEMON_OPTIONS, startDaemon } from '@peerpull/daemon';
 import { runUntilSignal } from '../lifecycle.ts';
+import { mirrorServiceConfig } from './service-config.ts';
 
 const USAGE = 'peerpull daemon [options]';
 const SUMMARY = `Runs the node-local registry mirror. Point containerd at it with hosts.toml
@@ -13,22 +14,6 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger({ level: opts['log-level'], service: 'daemon' });
-  const daemon = await startDaemon(
-    {
-      listen: opts.listen,
-      data: opts.data,
-      registry: opts.registry,
-      defaultRegistry: opts['default-registry'],
-      authFile: opts['auth-file'],
-      cacheSize: opts['cache-size'],
-      tagTtlMs: opts['tag-ttl'],
-      maxStaleMs: opts['max-stale'],
-      metricsListen: opts['metrics-listen'],
-      upstreamConnectTimeoutMs: opts['upstream-connect-timeout'],
-      upstreamTimeoutMs: opts['upstream-timeout'],
-      upstreamIdleTimeoutMs: opts['upstream-idle-timeout'],
-    },
-    logger,
-  );
+  const daemon = await startDaemon({ ...mirrorServiceConfig(opts), tagTtlMs: opts['tag-ttl'], maxStaleMs: opts['max-stale'], seeds: opts.seed, seedTimeoutMs: opts['seed-timeout'] }, logger);
   return runUntilSignal(logger, () => daemon.close());
 }

@@ -1,0 +1,144 @@
+import type { Server } from 'node:http';
+import { AuthFile } from './auth-file.ts';
+import { BlobResolver } from './blob-resolver.ts';
+import type { BlobSource } from './blob-source.ts';
+import { ContentStore } from './content-store.ts';
+import { formatAddress, parseListenAddress } from './listen-address.ts';
+import type { Logger } from './logger.ts';
+import { ManifestResolver, type TagPolicy } from './manifest-resolver.ts';
+import type { ManifestLocator, ManifestSource } from './manifest-source.ts';
+import { MirrorMetrics } from './metrics.ts';
+import { startMetricsServer } from './metrics-server.ts';
+import { createMirrorServer, type MirrorServer } from './mirror-server.ts';
+import { RegistryAllowlist } from './registry-allowlist.ts';
+import { UpstreamBlobSource } from './upstream-blob-source.ts';
+import { UpstreamClient } from './upstream-client.ts';
+import { UpstreamManifestSource } from './upstream-manifest-source.ts';
+
+/** Settings the daemon and the seed share. */
+export interface MirrorServiceConfig {
+  listen: string;
+  data: string;
+  registry: string[];
+  defaultRegistry: string;
+  authFile?: string | undefined;
+  cacheSize: number;
+  metricsListen?: string | undefined;
+  upstreamConnectTimeoutMs: number;
+  upstreamTimeoutMs: number;
+  upstreamIdleTimeoutMs: number;
+}
+
+/** The parts a service plugs in: its sources (around the upstream) and tag policy. */
+export interface MirrorServiceParts {
+  service: 'daemon' | 'seed';
+  /** Metrics the caller already registered things on (sources' own metrics). */
+  metrics?: MirrorMetrics;
+  blobSources: (upstream: UpstreamBlobSource) => BlobSource[];
+  manifestSources: (upstream: UpstreamManifestSource) => ManifestSource[];
+  tagPolicy: (locator: ManifestLocator, tag: string) => TagPolicy;
+  /** Registers extra routes (the seed's admin API) before the server listens. */
+  extend?: (app: MirrorServer, service: Omit<RunningMirrorService, 'address' | 'metricsAddress' | 'close'>) => Promise<void>;
+  readiness?: () => Promise<string | undefined>;
+  /** Runs before the rest of close(). */
+  beforeClose?: () => Promise<void>;
+}
+
+export interface RunningMirrorService {
+  address: string;
+  metricsAddress: string | undefined;
+  allowlist: RegistryAllowlist;
+  store: ContentStore;
+  metrics: MirrorMetrics;
+  upstream: UpstreamClient;
+  blobs: BlobResolver;
+  manifests: ManifestResolver;
+  close(): Promise<void>;
+}
+
+/** Wires store → resolvers → pull API → listeners, as both the daemon and the seed run them. */
+export async function startMirrorService(config: MirrorServiceConfig, parts: MirrorServiceParts, logger: Logger): Promise<RunningMirrorService> {
+  const allowlist = new RegistryAllowlist(config.registry);
+  if (!allowlist.lookup(config.defaultRegistry)) {
+    throw new Error(`default-registry "${config.defaultRegistry}" is not in the registry allowlist (${allowlist.hosts().join(', ')})`);
+  }
+  const listen = parseListenAddress(config.listen);
+  const metricsListen = config.metricsListen ? parseListenAddress(config.metricsListen) : undefined;
+  const authFile = AuthFile.load(config.authFile);
+
+  const store = await ContentStore.open({ dir: config.data, maxBytes: config.cacheSize, logger: logger.child({ component: 'store' }) });
+  const metrics = parts.metrics ?? new MirrorMetrics();
+  const upstream = new UpstreamClient({
+    authFile,
+    logger: logger.child({ component: 'upstream' }),
+    connectTimeoutMs: config.upstreamConnectTimeoutMs,
+    headersTimeoutMs: config.upstreamTimeoutMs,
+    requestDeadlineMs: config.upstreamTimeoutMs,
+    bodyIdleTimeoutMs: config.upstreamIdleTimeoutMs,
+  });
+  const blobs = new BlobResolver({
+    store,
+    sources: parts.blobSources(new UpstreamBlobSource(upstream)),
+    logger: logger.child({ component: 'blobs' }),
+    metrics,
+  });
+  const manifests = new ManifestResolver({
+    store,
+    sources: parts.manifestSources(new UpstreamManifestSource(upstream)),
+    logger: logger.child({ component: 'manifests' }),
+    tagPolicy: parts.tagPolicy,
+    sourceTimeoutMs: config.upstreamTimeoutMs,
+  });
+  const service = { allowlist, store, metrics, upstream, blobs, manifests };
+
+  let app: MirrorServer | undefined;
+  let metricsServer: Server | undefined;
+  try {
+    app = await createMirrorServer({
+      logger,
+      store,
+      allowlist,
+      defaultRegistry: config.defaultRegistry,
+      manifests,
+      blobs,
+      metrics,
+      ...(parts.readiness ? { readiness: parts.readiness } : {}),
+    });
+    await parts.extend?.(app, service);
+    await app.listen({ host: listen.host, port: listen.port });
+    if (metricsListen) {
+      metricsServer = await startMetricsServer(metrics, metricsListen.host, metricsListen.port, () => {
+        metrics.cacheBytes.set(store.totalBytes);
+        metrics.cacheEntries.set(store.entries);
+      });
+    }
+  } catch (err) {
+    await app?.close();
+    await upstream.close();
+    await store.close();
+    throw err;
+  }
+  const address = boundAddress(app.server.address(), config.listen);
+  const metricsAddress = metricsServer ? boundAddress(metricsServer.address(), config.metricsListen ?? '') : undefined;
+  logger.info(
+    { address, metricsAddress, data: config.data, registries: allowlist.hosts(), defaultRegistry: config.defaultRegistry },
+    `peerpull ${parts.service} ready`,
+  );
+  const server = app;
+  return {
+    ...service,
+    address,
+    metricsAddress,
+    async close() {
+      await parts.beforeClose?.();
+      await server.close();
+      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+      await upstream.close();
+      await store.close();
+    },
+  };
+}
+
+function boundAddress(bound: ReturnType<Server['address']>, fallback: string): string {
+  return typeof bound === 'object' && bound ? formatAddress(bound.address, bound.port) : fallback;
+}

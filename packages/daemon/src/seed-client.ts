@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { Agent, type Dispatcher } from 'undici';
+import type { Logger, MirrorMetrics, UpstreamRegistry } from '@peerpull/common';
+
+export interface SeedClientOptions {
+  seeds: string[];
+  logger: Logger;
+  metrics: MirrorMetrics;
+  /** Deadline to connect to a seed and for it to start answering. */
+  timeoutMs: number;
+  /** A transfer with no bytes for this long is broken off. */
+  idleTimeoutMs: number;
+  /** How long a failed seed is skipped before it is tried again. */
+  cooldownMs?: number;
+}
+
+interface SeedState {
+  url: URL;
+  downUntil: number;
+}
+
+/**
+ * Talks to the cluster's seeds over their registry API (`?ns=` names the upstream).
+ * Each key (a digest or a tag) has a preferred seed by rendezvous hashing, so one blob goes
+ * through one seed and is fetched upstream once; a failing seed is skipped for a cooldown
+ * and its keys move to the next seed in their order.
+ */
+export class SeedClient {
+  readonly #seeds: SeedState[];
+  readonly #dispatcher: Dispatcher;
+  readonly #logger: Logger;
+  readonly #metrics: MirrorMetrics;
+  readonly #timeoutMs: number;
+  readonly #cooldownMs: number;
+
+  constructor(opts: SeedClientOptions) {
+    this.#seeds = opts.seeds.map((s) => ({ url: new URL(s.replace(/\/+$/, '')), downUntil: 0 }));
+    for (const seed of this.#seeds) {
+      if (seed.url.protocol !== 'http:' && seed.url.protocol !== 'https:') throw new Error(`invalid seed URL ${seed.url.href}: expected http(s)://host:port`);
+    }
+    this.#logger = opts.logger;
+    this.#metrics = opts.metrics;
+    this.#timeoutMs = opts.timeoutMs;
+    this.#cooldownMs = opts.cooldownMs ?? 5_000;
+    this.#dispatcher = new Agent({
+      connect: { timeout: opts.timeoutMs },
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.idleTimeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+    for (const seed of this.#seeds) this.#metrics.seedUp.set({ seed: seed.url.origin }, 1);
+  }
+
+  get size(): number {
+    return this.#seeds.length;
+  }
+
+  /** Seeds in the order to try for `key`: rendezvous order, with seeds in cooldown last. */
+  order(key: string): URL[] {
+    const now = Date.now();
+    return this.#seeds
+      .map((seed) => ({ seed, weight: createHash('sha256').update(`${seed.url.origin}\n${key}`).digest().readBigUInt64BE(0) }))
+      .sort((a, b) => Number(a.seed.downUntil > now) - Number(b.seed.downUntil > now) || (a.weight < b.weight ? 1 : a.weight > b.weight ? -1 : 0))
+      .map(({ seed }) => seed.url);
+  }
+
+  /** Any seed not in cooldown? */
+  available(): boolean {
+    const now = Date.now();
+    return this.#seeds.some((s) => s.downUntil <= now);
+  }
+
+  async request(
+    seed: URL,
+    registry: UpstreamRegistry,
+    opts: { method: 'GET' | 'HEAD'; path: string; headers?: Record<string, string>; signal: AbortSignal; wholeRequestDeadline?: boolean },
+  ): Promise<Dispatcher.ResponseData> {
+    const signal = opts.wholeRequestDeadline ? AbortSignal.any([opts.signal, AbortSignal.timeout(this.#timeoutMs)]) : opts.signal;
+    try {
+      const res = await this.#dispatcher.request({
+        origin: seed.origin,
+        path: `${seed.pathname.replace(/\/$/, '')}${opts.path}?ns=${encodeURIComponent(registry.host)}`,
+        method: opts.method,
+        headers: { 'user-agent': 'peerpull-daemon', ...opts.headers },
+        signal,
+      });
+      if (res.statusCode >= 500) this.markDown(seed, `HTTP ${res.statusCode}`);
+      else this.#markUp(seed);
+      return res;
+    } catch (err) {
+      if (!opts.signal.aborted) this.markDown(seed, (err as Error).message);
+      throw err;
+    }
+  }
+
+  markDown(seed: URL, why: string): void {
+    const state = this.#seeds.find((s) => s.url.origin === seed.origin);
+    if (!state) return;
+    const wasUp = state.downUntil <= Date.now();
+    state.downUntil = Date.now() + this.#cooldownMs;
+    this.#metrics.seedUp.set({ seed: seed.origin }, 0);
+    if (wasUp) {
+      this.#logger.warn({ seed: seed.origin, err: why, cooldownMs: this.#cooldownMs, othersAvailable: this.available() }, this.available() ? 'seed failed; using the next seed' : 'no seed reachable; pulling from upstream directly');
+    }
+  }
+
+  #markUp(seed: URL): void {
+    const state = this.#seeds.find((s) => s.url.origin === seed.origin);
+    if (!state || state.downUntil === 0) return;
+    state.downUntil = 0;
+    this.#metrics.seedUp.set({ seed: seed.origin }, 1);
+    this.#logger.info({ seed: seed.origin }, 'seed reachable again');
+  }
+
+  async close(): Promise<void> {
+    await this.#dispatcher.close();
+  }
+}

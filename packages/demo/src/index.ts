@@ -1,0 +1,2 @@
+export * from './synthetic-image.ts';
+export * from './layout-registry.ts';
