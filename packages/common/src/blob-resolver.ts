@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BlobIngest } from './blob-ingest.ts';
-import type { BlobLocator, BlobSource, SourceName } from './blob-source.ts';
+import { EventEmitter } from 'node:events';
+import { SourceBusyError, type BlobLocator, type BlobSource, type SourceName } from './blob-source.ts';
 import type { ContentStore } from './content-store.ts';
 import type { Digest } from './digest.ts';
 import type { MirrorMetrics } from './metrics.ts';
@@ -33,7 +34,14 @@ export interface BlobResolverOptions {
 interface Fetch {
   ingest: BlobIngest;
   source: SourceName;
+  /** A fetch restarted after bad bytes from a peer is not restarted again. */
+  isRetry: boolean;
 }
+
+const TAINT_MS = 10 * 60_000;
+/** How long to keep going back to peers while sources answer "busy" before insisting. */
+const BUSY_ROUNDS = 20;
+const BUSY_PAUSE_MS = 150;
 
 /**
  * Finds a blob: the local store, then each source in order. A miss starts one fetch per
@@ -49,6 +57,9 @@ export class BlobResolver {
   readonly #statTimeoutMs: number;
   readonly #metrics: MirrorMetrics | undefined;
   readonly #fetches = new Map<Digest, Promise<Fetch>>();
+  readonly #tainted = new Map<Digest, number>();
+  /** `fetch-started` (locator): a node announces what it is downloading before it has it. */
+  readonly events = new EventEmitter();
 
   constructor(opts: BlobResolverOptions) {
     this.#store = opts.store;
@@ -67,15 +78,7 @@ export class BlobResolver {
   async open(locator: BlobLocator): Promise<BlobHandle> {
     const local = this.#localHandle(locator.digest);
     if (local) return local;
-    let pending = this.#fetches.get(locator.digest);
-    if (!pending) {
-      pending = this.#startFetch(locator);
-      this.#fetches.set(locator.digest, pending);
-      pending.then(
-        (fetch) => fetch.ingest.done().catch(() => undefined).finally(() => this.#fetches.delete(locator.digest)),
-        () => this.#fetches.delete(locator.digest),
-      );
-    }
+    const pending = this.#ensureFetch(locator);
     const fetch = await pending;
     try {
       await fetch.ingest.ready();
@@ -116,6 +119,43 @@ export class BlobResolver {
     throw this.#missError(locator, lastError);
   }
 
+  /**
+   * True for a while after a fetch of this digest failed verification: clients may hold
+   * bad bytes from it, so a Range request gets the whole blob (containerd then discards
+   * its prefix) instead of a 206 that would complete a corrupt download.
+   */
+  mustResendWhole(digest: Digest): boolean {
+    const at = this.#tainted.get(digest);
+    if (at === undefined) return false;
+    if (Date.now() - at < TAINT_MS) return true;
+    this.#tainted.delete(digest);
+    return false;
+  }
+
+  /** The blob if it is stored or being fetched right now; never starts a fetch (peers asking us). */
+  async localOrInflight(digest: Digest): Promise<BlobHandle | undefined> {
+    const local = this.#localHandle(digest);
+    if (local) return local;
+    const fetch = await this.#fetches.get(digest)?.catch(() => undefined);
+    if (!fetch || fetch.ingest.state === 'failed') return undefined;
+    return this.#fetchHandle(fetch);
+  }
+
+  #ensureFetch(locator: BlobLocator): Promise<Fetch> {
+    const digest = locator.digest;
+    let pending = this.#fetches.get(digest);
+    if (!pending) {
+      const created = this.#startFetch(locator);
+      pending = created;
+      this.#fetches.set(digest, created);
+      const cleanup = (): void => {
+        if (this.#fetches.get(digest) === created) this.#fetches.delete(digest);
+      };
+      created.then((fetch) => fetch.ingest.done().catch(() => undefined).finally(cleanup), cleanup);
+    }
+    return pending;
+  }
+
   #localHandle(digest: Digest): BlobHandle | undefined {
     const info = this.#store.stat(digest);
     if (!info) return undefined;
@@ -141,9 +181,10 @@ export class BlobResolver {
     };
   }
 
-  async #startFetch(locator: BlobLocator): Promise<Fetch> {
+  async #startFetch(locator: BlobLocator, isRetry = false): Promise<Fetch> {
     const ingest = await this.#store.createIngest(locator.digest, { kind: 'blob' });
-    const fetch: Fetch = { ingest, source: this.#sources[0]?.name ?? 'upstream' };
+    const fetch: Fetch = { ingest, source: this.#sources[0]?.name ?? 'upstream', isRetry };
+    this.events.emit('fetch-started', locator);
     void this.#fill(fetch, locator);
     return fetch;
   }
@@ -153,52 +194,87 @@ export class BlobResolver {
     const started = performance.now();
     let lastError: unknown;
     const controller = new AbortController();
-    for (const source of this.#sources) {
-      for (let attempt = 0; attempt < this.#attempts; attempt++) {
-        fetch.source = source.name;
-        const offset = ingest.written;
-        let opened;
-        try {
-          opened = await source.open(locator, offset, controller.signal);
-        } catch (err) {
-          lastError = err;
-          this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
-          if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) break;
-          continue;
-        }
-        if (!opened) break; // this source does not have it
-        try {
-          if (opened.size !== undefined) ingest.setSize(opened.size);
-          let skip = offset - opened.offset; // a source that ignored our offset resends the prefix
-          for await (let chunk of opened.body as AsyncIterable<Buffer>) {
-            if (skip > 0) {
-              if (chunk.length <= skip) {
-                skip -= chunk.length;
-                continue;
-              }
-              chunk = chunk.subarray(skip);
-              skip = 0;
+    for (let round = 0; round <= BUSY_ROUNDS; round++) {
+      let busy = false;
+      for (const source of this.#sources) {
+        for (let attempt = 0; attempt < this.#attempts; attempt++) {
+          fetch.source = source.name;
+          const offset = ingest.written;
+          let opened;
+          try {
+            opened = await source.open(locator, offset, controller.signal, { insist: round === BUSY_ROUNDS });
+          } catch (err) {
+            lastError = err;
+            if (err instanceof SourceBusyError) {
+              busy = true;
+              break;
             }
-            await ingest.write(chunk, source.name);
-            this.#metrics?.bytesFetched.inc({ source: source.name }, chunk.length);
+            this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
+            if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) break;
+            continue;
           }
-          if (ingest.size !== undefined && ingest.written < ingest.size) {
-            throw new Error(`${source.name} closed the stream at ${ingest.written} of ${ingest.size} bytes`);
+          if (!opened) break; // this source does not have it
+          try {
+            if (opened.size !== undefined) ingest.setSize(opened.size);
+            let skip = offset - opened.offset; // a source that ignored our offset resends the prefix
+            for await (let chunk of opened.body as AsyncIterable<Buffer>) {
+              if (skip > 0) {
+                if (chunk.length <= skip) {
+                  skip -= chunk.length;
+                  continue;
+                }
+                chunk = chunk.subarray(skip);
+                skip = 0;
+              }
+              await ingest.write(chunk, source.name);
+              this.#metrics?.bytesFetched.inc({ source: source.name }, chunk.length);
+            }
+            if (ingest.size !== undefined && ingest.written < ingest.size) {
+              throw new Error(`${source.name} closed the stream at ${ingest.written} of ${ingest.size} bytes`);
+            }
+            await ingest.complete();
+            this.#finished(fetch, locator, started);
+            return;
+          } catch (err) {
+            // An unread body (e.g. after a size mismatch) errors when destroyed (undici does): without a listener that kills the process.
+            opened.body.on('error', () => undefined).destroy();
+            lastError = err;
+            this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
+            if ((err as Error).message.startsWith('size mismatch')) break;
+            if (ingest.state !== 'writing') return;
           }
-          await ingest.complete();
-          this.#logFinished(ingest, locator, started);
-          return;
-        } catch (err) {
-          opened.body.destroy();
-          lastError = err;
-          this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
-          if ((err as Error).message.startsWith('size mismatch')) break;
-          if (ingest.state !== 'writing') return;
         }
       }
+      if (!busy) break;
+      // Someone has it but is shedding load (a seed already feeding peers, busy peers):
+      // by now other nodes provide it, so go round again, peers first.
+      await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
     }
+    if (ingest.written > 0) this.#tainted.set(locator.digest, Date.now());
     await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
     this.#logger.warn({ digest: locator.digest, written: ingest.written, err: ingest.error?.message }, 'blob fetch failed at every source');
+  }
+
+  /** After complete(): on a verification failure, blame the sources that sent bytes and retry once without them. */
+  #finished(fetch: Fetch, locator: BlobLocator, started: number): void {
+    const { ingest } = fetch;
+    this.#logFinished(ingest, locator, started);
+    if (ingest.state !== 'failed') return;
+    this.#tainted.set(locator.digest, Date.now());
+    const contributors = [...ingest.bytesBySource.keys()];
+    for (const source of this.#sources) {
+      if (contributors.includes(source.name)) source.reportCorrupt?.(locator);
+    }
+    if (!fetch.isRetry && contributors.some((name) => name !== 'upstream')) {
+      this.#logger.warn({ digest: locator.digest, contributors }, 'fetching again from other sources after bad bytes');
+      this.#fetches.delete(locator.digest);
+      const retry = this.#startFetch(locator, true);
+      this.#fetches.set(locator.digest, retry);
+      const cleanup = (): void => {
+        if (this.#fetches.get(locator.digest) === retry) this.#fetches.delete(locator.digest);
+      };
+      retry.then((f) => f.ingest.done().catch(() => undefined).finally(cleanup), cleanup);
+    }
   }
 
   #logFinished(ingest: BlobIngest, locator: BlobLocator, started: number): void {

@@ -20,6 +20,16 @@ export interface SourceBody {
   body: Readable;
 }
 
+export interface OpenOptions {
+  /** Set after sources said "busy" for a while: a source that sheds load must serve now. */
+  insist?: boolean;
+}
+
+/** A source that has the blob but sheds load: ask elsewhere first, then come back. */
+export class SourceBusyError extends Error {
+  override name = 'SourceBusyError';
+}
+
 /**
  * One place blobs can be fetched from. The resolver tries sources in order and resumes
  * a broken transfer at the right offset from the same or the next source.
@@ -27,7 +37,9 @@ export interface SourceBody {
 export interface BlobSource {
   readonly name: SourceName;
   /** Opens the blob from `offset`; undefined when this source does not have it. Throws when it failed. */
-  open(locator: BlobLocator, offset: number, signal: AbortSignal): Promise<SourceBody | undefined>;
+  open(locator: BlobLocator, offset: number, signal: AbortSignal, opts?: OpenOptions): Promise<SourceBody | undefined>;
   /** The blob's size without downloading it; undefined when this source does not have it. */
   size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined>;
+  /** The bytes this source sent for the blob did not verify (e.g. quarantine the peer that sent them). */
+  reportCorrupt?(locator: BlobLocator): void;
 }

@@ -217,6 +217,7 @@ export class ContentStore extends EventEmitter {
 
   async putTag(key: string, record: TagRecord): Promise<void> {
     await this.#db.put(`t!${key}`, JSON.stringify(record));
+    this.emit('tag', key, record);
   }
 
   async deleteTag(key: string): Promise<void> {

@@ -27,3 +27,7 @@ export * from './mirror-server.ts';
 export * from './metrics-server.ts';
 export * from './manifest-references.ts';
 export * from './mirror-service.ts';
+export * from './cluster-key.ts';
+export * from './peer-identity.ts';
+export * from './peer-node.ts';
+export * from './peer-options.ts';

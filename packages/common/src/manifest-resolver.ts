@@ -32,6 +32,8 @@ export interface TagPolicy {
 export interface ManifestResolverOptions {
   store: ContentStore;
   sources: ManifestSource[];
+  /** Asked for a tag only when every source failed and the cache cannot answer (peers). */
+  lastResortTagSources?: ManifestSource[];
   logger: Logger;
   tagPolicy: (locator: ManifestLocator, tag: string) => TagPolicy;
   /** Deadline for one source to answer one manifest or tag request. */
@@ -47,6 +49,7 @@ export interface ManifestResolverOptions {
 export class ManifestResolver {
   readonly #store: ContentStore;
   readonly #sources: ManifestSource[];
+  readonly #lastResort: ManifestSource[];
   readonly #logger: Logger;
   readonly #policy: (locator: ManifestLocator, tag: string) => TagPolicy;
   readonly #timeoutMs: number;
@@ -57,6 +60,7 @@ export class ManifestResolver {
   constructor(opts: ManifestResolverOptions) {
     this.#store = opts.store;
     this.#sources = opts.sources;
+    this.#lastResort = opts.lastResortTagSources ?? [];
     this.#logger = opts.logger;
     this.#policy = opts.tagPolicy;
     this.#timeoutMs = opts.sourceTimeoutMs ?? 15_000;
@@ -97,6 +101,7 @@ export class ManifestResolver {
     let lastError: unknown;
     let notFound = false;
     for (const source of this.#sources) {
+      if (!source.resolveTag) continue;
       let resolution: TagResolution | undefined;
       let manifest: ResolvedManifest;
       try {
@@ -128,7 +133,27 @@ export class ManifestResolver {
       this.#logger.warn({ tag: key, digest: cached.digest, ageMs: age, err: (lastError as Error | undefined)?.message }, 'serving stale tag: every source failed');
       return { ...(await this.#fromStore(cached.digest, 'local')), staleAgeMs: age };
     }
+    const lastResort = await this.#askLastResort(locator, tag, key, policy);
+    if (lastResort) return lastResort;
     throw unavailable(`manifest ${key}`, lastError);
+  }
+
+  /** Every source and our own cache failed: ask peers what they last saw (offline sites). */
+  async #askLastResort(locator: ManifestLocator, tag: string, key: string, policy: TagPolicy): Promise<ResolvedManifest | undefined> {
+    for (const source of this.#lastResort) {
+      try {
+        const resolution = await source.resolveTag?.(locator, tag, AbortSignal.timeout(this.#timeoutMs));
+        if (!resolution) continue;
+        const ageMs = resolution.ageMs ?? 0;
+        if (ageMs > policy.maxStaleMs) continue;
+        const manifest = await this.byDigest(locator, resolution.digest);
+        this.#logger.warn({ tag: key, digest: manifest.digest, ageMs, source: source.name }, 'serving tag as a peer last saw it: every source failed');
+        return { ...manifest, staleAgeMs: ageMs };
+      } catch (err) {
+        this.#logger.debug({ tag: key, source: source.name, err: (err as Error).message }, 'last-resort tag resolution failed');
+      }
+    }
+    return undefined;
   }
 
   async #fetchByDigest(locator: ManifestLocator, digest: Digest): Promise<ResolvedManifest> {

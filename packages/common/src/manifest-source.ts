@@ -26,8 +26,11 @@ export interface ManifestContent {
 /** Somewhere manifests come from; the resolver tries them in order. */
 export interface ManifestSource {
   readonly name: SourceName;
-  /** tag → digest; undefined when the source says the tag does not exist. Throws when it could not answer. */
-  resolveTag(locator: ManifestLocator, tag: string, signal: AbortSignal): Promise<TagResolution | undefined>;
+  /**
+   * tag → digest; undefined when the source says the tag does not exist. Throws when it
+   * could not answer. Sources that only serve content by digest (peers) leave it out.
+   */
+  resolveTag?(locator: ManifestLocator, tag: string, signal: AbortSignal): Promise<TagResolution | undefined>;
   /** The manifest bytes for a digest; undefined when the source does not have it. */
   fetch(locator: ManifestLocator, digest: Digest, signal: AbortSignal): Promise<ManifestContent | undefined>;
 }

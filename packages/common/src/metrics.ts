@@ -13,6 +13,11 @@ export class MirrorMetrics {
   readonly cacheBytes: Gauge;
   readonly cacheEntries: Gauge;
   readonly seedUp: Gauge<'seed'>;
+  readonly peerTransfers: Counter<'direction' | 'outcome'>;
+  readonly peerBytesUploaded: Counter;
+  readonly peersConnected: Gauge;
+  readonly peersQuarantined: Gauge;
+  readonly peerLookupSeconds: Histogram<'found'>;
 
   constructor(prefix = 'peerpull') {
     collectDefaultMetrics({ register: this.registry, prefix: `${prefix}_` });
@@ -43,6 +48,22 @@ export class MirrorMetrics {
     });
     this.cacheBytes = new Gauge({ name: `${prefix}_cache_bytes`, help: 'Bytes held in the content store', registers: [this.registry] });
     this.seedUp = new Gauge({ name: `${prefix}_seed_up`, help: 'Whether each configured seed is answering (0 while skipped after a failure)', labelNames: ['seed'], registers: [this.registry] });
+    this.peerTransfers = new Counter({
+      name: `${prefix}_peer_transfers_total`,
+      help: 'Blob transfers between peers by direction (download/upload) and outcome (ok/busy/failed/corrupt/aborted)',
+      labelNames: ['direction', 'outcome'],
+      registers: [this.registry],
+    });
+    this.peerBytesUploaded = new Counter({ name: `${prefix}_peer_bytes_uploaded_total`, help: 'Bytes sent to other nodes over libp2p', registers: [this.registry] });
+    this.peersConnected = new Gauge({ name: `${prefix}_peers_connected`, help: 'libp2p peers currently connected', registers: [this.registry] });
+    this.peersQuarantined = new Gauge({ name: `${prefix}_peers_quarantined`, help: 'Peers not asked for blobs because they sent bad bytes', registers: [this.registry] });
+    this.peerLookupSeconds = new Histogram({
+      name: `${prefix}_peer_lookup_seconds`,
+      help: 'DHT provider lookup time, by whether a provider was found',
+      labelNames: ['found'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1],
+      registers: [this.registry],
+    });
     this.cacheEntries = new Gauge({ name: `${prefix}_cache_entries`, help: 'Blobs and manifests held in the content store', registers: [this.registry] });
   }
 }

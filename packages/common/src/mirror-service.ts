@@ -36,10 +36,16 @@ export interface MirrorServiceParts {
   metrics?: MirrorMetrics;
   blobSources: (upstream: UpstreamBlobSource) => BlobSource[];
   manifestSources: (upstream: UpstreamManifestSource) => ManifestSource[];
+  /** Asked for tags only when every source and the cache failed (peers). */
+  lastResortTagSources?: ManifestSource[];
   tagPolicy: (locator: ManifestLocator, tag: string) => TagPolicy;
   /** Registers extra routes (the seed's admin API) before the server listens. */
   extend?: (app: MirrorServer, service: Omit<RunningMirrorService, 'address' | 'metricsAddress' | 'close'>) => Promise<void>;
   readiness?: () => Promise<string | undefined>;
+  /** See RegistryApiOptions.peerFanout (the seed). */
+  peerFanout?: number;
+  /** Refreshes gauges the service owns before a metrics scrape. */
+  beforeScrape?: () => void;
   /** Runs before the rest of close(). */
   beforeClose?: () => Promise<void>;
 }
@@ -85,6 +91,7 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
   const manifests = new ManifestResolver({
     store,
     sources: parts.manifestSources(new UpstreamManifestSource(upstream)),
+    lastResortTagSources: parts.lastResortTagSources ?? [],
     logger: logger.child({ component: 'manifests' }),
     tagPolicy: parts.tagPolicy,
     sourceTimeoutMs: config.upstreamTimeoutMs,
@@ -103,6 +110,7 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       blobs,
       metrics,
       ...(parts.readiness ? { readiness: parts.readiness } : {}),
+      ...(parts.peerFanout !== undefined ? { peerFanout: parts.peerFanout } : {}),
     });
     await parts.extend?.(app, service);
     await app.listen({ host: listen.host, port: listen.port });
@@ -110,6 +118,7 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       metricsServer = await startMetricsServer(metrics, metricsListen.host, metricsListen.port, () => {
         metrics.cacheBytes.set(store.totalBytes);
         metrics.cacheEntries.set(store.entries);
+        parts.beforeScrape?.();
       });
     }
   } catch (err) {

@@ -16,6 +16,11 @@ export interface RegistryApiOptions {
   manifests: ManifestResolver;
   blobs: BlobResolver;
   metrics: MirrorMetrics;
+  /**
+   * The seed's burst control: at most this many P2P-capable daemons download one blob from
+   * here at once; others are told "busy" and get it from those peers instead.
+   */
+  peerFanout?: number;
 }
 
 /** What one request was about, for the request log line and metrics. */
@@ -37,12 +42,19 @@ declare module 'fastify' {
 
 const PULL_METHODS = new Set(['GET', 'HEAD']);
 
+interface ApiContext extends RegistryApiOptions {
+  /** Blob uploads in progress to P2P-capable daemons, per digest (for `peerFanout`). */
+  activeUploads: Map<string, number>;
+}
+
+
 /**
  * The OCI distribution pull API, read-only, for any allowlisted upstream. Everything a
  * client can get wrong is answered with the spec's error JSON and a 4xx; every miss is a
  * prompt 404 so containerd falls back to its next host.
  */
 export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions): Promise<void> {
+  const context: ApiContext = { ...opts, activeUploads: new Map() };
   app.addHook('onRequest', async (req, reply) => {
     reply.header('docker-distribution-api-version', 'registry/2.0');
     // Refuse writes before the body is parsed: otherwise a push with a manifest or layer
@@ -87,7 +99,7 @@ export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions
   app.route({
     method: ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
     url: '/v2/*',
-    handler: async (req, reply) => handle(req, reply, opts),
+    handler: async (req, reply) => handle(req, reply, context),
   });
   app.route({
     method: ['GET', 'HEAD'],
@@ -96,7 +108,7 @@ export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions
   });
 }
 
-async function handle(req: FastifyRequest, reply: FastifyReply, opts: RegistryApiOptions): Promise<unknown> {
+async function handle(req: FastifyRequest, reply: FastifyReply, opts: ApiContext): Promise<unknown> {
   const [path = '', query = ''] = splitUrl(req.url);
   const target = parseRegistryPath(path);
   if (!target) throw new OciError(404, 'NAME_UNKNOWN', `no such endpoint: ${path.slice(0, 200)}`);
@@ -139,7 +151,7 @@ function sendManifest(req: FastifyRequest, reply: FastifyReply, manifest: Resolv
 async function sendBlob(
   req: FastifyRequest,
   reply: FastifyReply,
-  opts: RegistryApiOptions,
+  opts: ApiContext,
   locator: { registry: UpstreamRegistry; repository: string; digest: import('./digest.ts').Digest },
   target: Extract<RegistryPath, { kind: 'blob' }>,
 ): Promise<FastifyReply> {
@@ -150,11 +162,24 @@ async function sendBlob(
     req.pull.source = source;
     return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', size).header('x-peerpull-source', source).send();
   }
+  if (opts.peerFanout !== undefined && req.headers['x-peerpull-p2p'] === '1' && req.headers['x-peerpull-insist'] === undefined) {
+    const active = opts.activeUploads.get(target.digest) ?? 0;
+    if (active >= opts.peerFanout) {
+      req.pull.source = 'local';
+      throw new OciError(503, 'UNAVAILABLE', 'busy: this blob is already being sent to other nodes; fetch it from them', undefined, { 'x-peerpull-busy': '1', 'retry-after': '1' });
+    }
+    opts.activeUploads.set(target.digest, active + 1);
+    reply.raw.once('close', () => {
+      const left = (opts.activeUploads.get(target.digest) ?? 1) - 1;
+      if (left <= 0) opts.activeUploads.delete(target.digest);
+      else opts.activeUploads.set(target.digest, left);
+    });
+  }
   const handle = await opts.blobs.open(locator);
   req.pull.source = handle.source;
   reply.header('content-type', 'application/octet-stream').header('x-peerpull-source', handle.source);
   const rangeHeader = req.headers.range;
-  if (rangeHeader !== undefined && handle.size !== undefined) {
+  if (rangeHeader !== undefined && handle.size !== undefined && !opts.blobs.mustResendWhole(target.digest)) {
     const range = parseRange(rangeHeader, handle.size);
     if (range.kind === 'unsatisfiable' || range.kind === 'invalid') {
       reply.header('content-range', `bytes */${handle.size}`);

@@ -159,7 +159,7 @@ export class UpstreamClient {
     }
     const declared = Number(header(res, 'content-length') ?? '0');
     if (declared > MAX_MANIFEST_BYTES) {
-      res.body.destroy();
+      abandon(res.body);
       throw new UpstreamError('invalid', registry.host, `manifest ${repository}:${reference} is ${declared} bytes, over the ${MAX_MANIFEST_BYTES} limit`);
     }
     const chunks: Buffer[] = [];
@@ -168,7 +168,7 @@ export class UpstreamClient {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         total += chunk.length;
         if (total > MAX_MANIFEST_BYTES) {
-          res.body.destroy();
+          abandon(res.body);
           throw new UpstreamError('invalid', registry.host, `manifest ${repository}:${reference} exceeds ${MAX_MANIFEST_BYTES} bytes`);
         }
         chunks.push(chunk);
@@ -227,7 +227,7 @@ export class UpstreamClient {
       if (range && Number(range[1]) === offset) {
         return { size: range[3] === '*' ? undefined : Number(range[3]), offset, body: res.body };
       }
-      res.body.destroy();
+      abandon(res.body);
       throw new UpstreamError('invalid', registry.host, `blob ${digest}: bad Content-Range for bytes=${offset}-`);
     }
     await res.body.dump().catch(() => undefined);
@@ -299,11 +299,13 @@ export class UpstreamClient {
     if (challenge.scheme === 'basic') {
       return credentials ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` : undefined;
     }
+    // Token requests are small requests: they get the deadline even when the caller's signal has none (blobs).
+    const tokenSignal = this.#deadline(signal);
     try {
-      const token = await this.#tokens.token({ registry: registry.host, challenge: withScope(challenge, scope), scope, credentials, signal });
+      const token = await this.#tokens.token({ registry: registry.host, challenge: withScope(challenge, scope), scope, credentials, signal: tokenSignal });
       return `Bearer ${token}`;
     } catch (err) {
-      throw new UpstreamError('unauthorized', registry.host, `${registry.host}: token request failed: ${describeNetworkError(err, signal)}`, { cause: err });
+      throw new UpstreamError('unauthorized', registry.host, `${registry.host}: token request failed: ${describeNetworkError(err, tokenSignal)}`, { cause: err });
     }
   }
 
@@ -368,6 +370,12 @@ export class UpstreamClient {
 function withScope(challenge: NonNullable<ReturnType<typeof parseWwwAuthenticate>>, scope: string) {
   // A challenge learned on one repository names that repository's scope; ask for ours.
   return { ...challenge, params: { ...challenge.params, scope } };
+}
+
+/** Drops a response body we will not read. undici makes `destroy()` of an unread body emit an error: without a listener that is an uncaught exception. */
+function abandon(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function header(res: Dispatcher.ResponseData, name: string): string | undefined {

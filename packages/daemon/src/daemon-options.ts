@@ -1,4 +1,4 @@
-import { DEFAULT_REGISTRIES, LOG_LEVELS, type OptionSpecs } from '@peerpull/common';
+import { DEFAULT_REGISTRIES, LOG_LEVELS, peerOptions, type OptionSpecs } from '@peerpull/common';
 
 export const DAEMON_OPTIONS = {
   listen: { type: 'string', description: 'Address of the registry mirror containerd talks to', default: '127.0.0.1:5050', placeholder: 'HOST:PORT' },
@@ -15,5 +15,9 @@ export const DAEMON_OPTIONS = {
   'upstream-connect-timeout': { type: 'duration', description: 'Deadline to connect to an upstream', default: '3s' },
   'upstream-timeout': { type: 'duration', description: 'Deadline for an upstream to start answering, and for a whole manifest request', default: '10s' },
   'upstream-idle-timeout': { type: 'duration', description: 'A blob transfer with no bytes for this long is broken off and resumed', default: '15s' },
+  ...peerOptions(5070),
+  'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
+  'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
+  'peer-idle-timeout': { type: 'duration', description: 'A peer that sends no bytes for this long is dropped and the transfer resumes elsewhere', default: '3s' },
   'log-level': { type: 'string', description: 'Log level', default: 'info', choices: LOG_LEVELS, placeholder: 'LEVEL' },
 } as const satisfies OptionSpecs;

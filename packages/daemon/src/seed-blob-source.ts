@@ -1,4 +1,4 @@
-import type { BlobLocator, BlobSource, SourceBody } from '@peerpull/common';
+import { SourceBusyError, type BlobLocator, type BlobSource, type OpenOptions, type SourceBody } from '@peerpull/common';
 import type { SeedClient } from './seed-client.ts';
 
 /** Blobs from the cluster's seeds: the digest's preferred seed first, the others if it fails. */
@@ -10,7 +10,7 @@ export class SeedBlobSource implements BlobSource {
     this.#client = client;
   }
 
-  async open(locator: BlobLocator, offset: number, signal: AbortSignal): Promise<SourceBody | undefined> {
+  async open(locator: BlobLocator, offset: number, signal: AbortSignal, opts: OpenOptions = {}): Promise<SourceBody | undefined> {
     let lastError: unknown;
     for (const seed of this.#client.order(locator.digest)) {
       let res;
@@ -18,7 +18,7 @@ export class SeedBlobSource implements BlobSource {
         res = await this.#client.request(seed, locator.registry, {
           method: 'GET',
           path: `/v2/${locator.repository}/blobs/${locator.digest}`,
-          headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+          headers: { ...(offset > 0 ? { range: `bytes=${offset}-` } : {}), ...(opts.insist ? { 'x-peerpull-insist': '1' } : {}) },
           signal,
         });
       } catch (err) {
@@ -36,6 +36,8 @@ export class SeedBlobSource implements BlobSource {
         }
       }
       await res.body.dump().catch(() => undefined);
+      // Not the next seed: that would fetch the blob upstream a second time.
+      if (res.headers['x-peerpull-busy'] !== undefined) throw new SourceBusyError('seed is already uploading this blob to other nodes');
       // A seed that answers 404 is a pull-through cache that could not get it: the others won't either.
       if (res.statusCode === 404) return undefined;
       lastError = new Error(`seed ${seed.origin} answered ${res.statusCode}`);

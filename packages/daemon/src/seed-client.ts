@@ -12,6 +12,8 @@ export interface SeedClientOptions {
   idleTimeoutMs: number;
   /** How long a failed seed is skipped before it is tried again. */
   cooldownMs?: number;
+  /** This daemon can get blobs from peers: the seed may answer "busy" to spread a burst. */
+  peerCapable?: boolean;
 }
 
 interface SeedState {
@@ -32,6 +34,7 @@ export class SeedClient {
   readonly #metrics: MirrorMetrics;
   readonly #timeoutMs: number;
   readonly #cooldownMs: number;
+  readonly #peerCapable: boolean;
 
   constructor(opts: SeedClientOptions) {
     this.#seeds = opts.seeds.map((s) => ({ url: new URL(s.replace(/\/+$/, '')), downUntil: 0 }));
@@ -42,6 +45,7 @@ export class SeedClient {
     this.#metrics = opts.metrics;
     this.#timeoutMs = opts.timeoutMs;
     this.#cooldownMs = opts.cooldownMs ?? 5_000;
+    this.#peerCapable = opts.peerCapable ?? false;
     this.#dispatcher = new Agent({
       connect: { timeout: opts.timeoutMs },
       headersTimeout: opts.timeoutMs,
@@ -81,10 +85,10 @@ export class SeedClient {
         origin: seed.origin,
         path: `${seed.pathname.replace(/\/$/, '')}${opts.path}?ns=${encodeURIComponent(registry.host)}`,
         method: opts.method,
-        headers: { 'user-agent': 'peerpull-daemon', ...opts.headers },
+        headers: { 'user-agent': 'peerpull-daemon', ...(this.#peerCapable ? { 'x-peerpull-p2p': '1' } : {}), ...opts.headers },
         signal,
       });
-      if (res.statusCode >= 500) this.markDown(seed, `HTTP ${res.statusCode}`);
+      if (res.statusCode >= 500 && res.headers['x-peerpull-busy'] === undefined) this.markDown(seed, `HTTP ${res.statusCode}`);
       else this.#markUp(seed);
       return res;
     } catch (err) {

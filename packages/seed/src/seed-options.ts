@@ -1,4 +1,4 @@
-import { DEFAULT_REGISTRIES, LOG_LEVELS, type OptionSpecs } from '@peerpull/common';
+import { DEFAULT_REGISTRIES, LOG_LEVELS, peerOptions, type OptionSpecs } from '@peerpull/common';
 
 export const SEED_OPTIONS = {
   listen: { type: 'string', description: 'Address of the seed registry and admin API (a cluster service)', default: '0.0.0.0:5060', placeholder: 'HOST:PORT' },
@@ -20,5 +20,7 @@ export const SEED_OPTIONS = {
   'upstream-connect-timeout': { type: 'duration', description: 'Deadline to connect to an upstream', default: '3s' },
   'upstream-timeout': { type: 'duration', description: 'Deadline for an upstream to start answering, and for a whole manifest request', default: '10s' },
   'upstream-idle-timeout': { type: 'duration', description: 'A blob transfer with no bytes for this long is broken off and resumed', default: '15s' },
+  ...peerOptions(5071),
+  'peer-fanout': { type: 'integer', description: 'Daemons that download one blob from the seed at once; the rest get it from them over P2P', default: 2 },
   'log-level': { type: 'string', description: 'Log level', default: 'info', choices: LOG_LEVELS, placeholder: 'LEVEL' },
 } as const satisfies OptionSpecs;

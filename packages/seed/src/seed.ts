@@ -1,47 +1,90 @@
-import { startMirrorService, type Logger, type MirrorServiceConfig, type RunningMirrorService } from '@peerpull/common';
+import type { FastifyInstance } from 'fastify';
+import { ClusterKey, PeerNode, startMirrorService, type Logger, type MirrorServiceConfig, type RunningMirrorService } from '@peerpull/common';
 import { adminApi } from './admin-api.ts';
 import { PrefetchJobs } from './prefetch-jobs.ts';
 import type { TagPolicies } from './tag-policy.ts';
 
+export interface SeedPeerConfig {
+  clusterKeyFile: string;
+  listen: string[];
+  announce: string[];
+  bootstrap: string[];
+  bootstrapDns: string[];
+  allow: string[];
+}
+
 export interface SeedConfig extends MirrorServiceConfig {
   policies: TagPolicies;
   adminToken?: string | undefined;
+  peerFanout: number;
+  /** P2P settings; undefined when no cluster key is configured. */
+  peer?: SeedPeerConfig | undefined;
 }
 
-export type RunningSeed = RunningMirrorService;
+export interface RunningSeed extends RunningMirrorService {
+  peer: PeerNode | undefined;
+}
 
 /**
  * The cluster's pull-through cache: the source of truth for tags (one digest per tag for
- * the whole cluster per TTL) and the one place that fetches each blob from upstream.
+ * the whole cluster per TTL) and the one place that fetches each blob from upstream. With a
+ * cluster key it is also a bootstrap peer and DHT server for the daemons (it does not
+ * provide blobs in the DHT: daemons reach it over HTTP, and its fan-out limit sends the
+ * rest of a burst to the peers).
  */
 export async function startSeed(config: SeedConfig, logger: Logger): Promise<RunningSeed> {
-  return startMirrorService(
-    config,
-    {
-      service: 'seed',
-      blobSources: (upstream) => [upstream],
-      manifestSources: (upstream) => [upstream],
-      tagPolicy: (locator, tag) => config.policies.policy(locator, tag),
-      extend: async (app, service) => {
-        const prefetch = new PrefetchJobs({
-          allowlist: service.allowlist,
-          defaultRegistry: config.defaultRegistry,
-          manifests: service.manifests,
-          blobs: service.blobs,
-          logger: logger.child({ component: 'prefetch' }),
-        });
-        await app.register(adminApi, {
-          prefix: '/api/v1',
-          adminToken: config.adminToken,
-          allowlist: service.allowlist,
-          defaultRegistry: config.defaultRegistry,
-          store: service.store,
-          manifests: service.manifests,
-          blobs: service.blobs,
-          prefetch,
-        });
+  const peer = config.peer
+    ? await PeerNode.start({
+        ...config.peer,
+        clusterKey: ClusterKey.load(config.peer.clusterKeyFile),
+        dataDir: config.data,
+        allowLoopback: true,
+        logger: logger.child({ component: 'p2p' }),
+      })
+    : undefined;
+  try {
+    const service = await startMirrorService(
+      config,
+      {
+        service: 'seed',
+        blobSources: (upstream) => [upstream],
+        manifestSources: (upstream) => [upstream],
+        tagPolicy: (locator, tag) => config.policies.policy(locator, tag),
+        peerFanout: config.peerFanout,
+        extend: async (app, service) => {
+          const prefetch = new PrefetchJobs({
+            allowlist: service.allowlist,
+            defaultRegistry: config.defaultRegistry,
+            manifests: service.manifests,
+            blobs: service.blobs,
+            logger: logger.child({ component: 'prefetch' }),
+          });
+          await app.register(adminApi, {
+            prefix: '/api/v1',
+            adminToken: config.adminToken,
+            allowlist: service.allowlist,
+            defaultRegistry: config.defaultRegistry,
+            store: service.store,
+            manifests: service.manifests,
+            blobs: service.blobs,
+            prefetch,
+          });
+          await app.register(async (scope: FastifyInstance) => {
+            // Public (no admin token): daemons bootstrap from it. The cluster key still gates connections.
+            scope.get('/api/v1/peer', async (_req, reply) => {
+              if (!peer) return reply.code(404).send({ error: 'P2P is off on this seed (no cluster key)' });
+              const ports = [...new Set(peer.addresses().map((a) => Number(/\/tcp\/(\d+)/.exec(a)?.[1])).filter((p) => p > 0))];
+              return { peerId: peer.peerId.toString(), ports, addrs: peer.addresses() };
+            });
+          });
+        },
+        beforeClose: async () => peer?.stop(),
       },
-    },
-    logger,
-  );
+      logger,
+    );
+    return { ...service, peer };
+  } catch (err) {
+    await peer?.stop();
+    throw err;
+  }
 }

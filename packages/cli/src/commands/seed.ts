@@ -1,7 +1,7 @@
 import { OptionsError, createLogger, formatHelp, loadOptions } from '@peerpull/common';
 import { SEED_OPTIONS, TagPolicies, startSeed } from '@peerpull/seed';
 import { runUntilSignal } from '../lifecycle.ts';
-import { mirrorServiceConfig } from './service-config.ts';
+import { mirrorServiceConfig, peerConfig } from './service-config.ts';
 
 const USAGE = 'peerpull seed [options]';
 const SUMMARY = `Runs the cluster seed: a pull-through cache for all allowlisted upstreams that
@@ -21,6 +21,9 @@ export async function seedCommand(argv: string[]): Promise<number> {
     throw new OptionsError((err as Error).message);
   }
   const logger = createLogger({ level: opts['log-level'], service: 'seed' });
-  const seed = await startSeed({ ...mirrorServiceConfig(opts), policies, adminToken: opts['admin-token'] }, logger);
+  const seed = await startSeed(
+    { ...mirrorServiceConfig(opts), policies, adminToken: opts['admin-token'], peerFanout: opts['peer-fanout'], peer: peerConfig(opts) },
+    logger,
+  );
   return runUntilSignal(logger, () => seed.close());
 }

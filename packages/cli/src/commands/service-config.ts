@@ -28,3 +28,24 @@ export function mirrorServiceConfig(opts: SharedOptionValues): MirrorServiceConf
     upstreamIdleTimeoutMs: opts['upstream-idle-timeout'],
   };
 }
+
+/** The shared P2P options, or undefined (P2P off) when no cluster key file is given. */
+export function peerConfig(opts: {
+  'cluster-key-file': string | undefined;
+  'p2p-listen': string[];
+  'p2p-announce': string[];
+  bootstrap: string[];
+  'bootstrap-dns': string[];
+  'p2p-allow': string[];
+}): { clusterKeyFile: string; listen: string[]; announce: string[]; bootstrap: string[]; bootstrapDns: string[]; allow: string[] } | undefined {
+  const clusterKeyFile = opts['cluster-key-file'];
+  if (!clusterKeyFile) return undefined;
+  return {
+    clusterKeyFile,
+    listen: opts['p2p-listen'],
+    announce: opts['p2p-announce'],
+    bootstrap: opts.bootstrap,
+    bootstrapDns: opts['bootstrap-dns'],
+    allow: opts['p2p-allow'],
+  };
+}

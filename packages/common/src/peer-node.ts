@@ -1,0 +1,197 @@
+import { lookup } from 'node:dns/promises';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify } from '@libp2p/identify';
+import type { Libp2p, PeerId } from '@libp2p/interface';
+import { kadDHT, passthroughMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht';
+import { ping } from '@libp2p/ping';
+import { tcp } from '@libp2p/tcp';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import type { ClusterKey } from './cluster-key.ts';
+import type { Logger } from './logger.ts';
+import { loadOrCreatePeerKey } from './peer-identity.ts';
+
+export const DHT_PROTOCOL = '/peerpull/kad/1.0.0';
+
+/** Private, loopback and CGNAT ranges: a cluster's nodes talk over these, exempt from inbound rate limits. */
+export const DEFAULT_PEER_ALLOW = [
+  '/ip4/10.0.0.0/ipcidr/8',
+  '/ip4/172.16.0.0/ipcidr/12',
+  '/ip4/192.168.0.0/ipcidr/16',
+  '/ip4/100.64.0.0/ipcidr/10',
+  '/ip4/127.0.0.0/ipcidr/8',
+  '/ip6/fc00::/ipcidr/7',
+  '/ip6/::1/ipcidr/128',
+];
+
+export interface PeerNodeConfig {
+  /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/5070`. */
+  listen: string[];
+  /** Addresses to announce instead of the listen addresses (e.g. the pod IP). */
+  announce?: string[];
+  dataDir: string;
+  clusterKey: ClusterKey;
+  /** Static bootstrap multiaddrs; `/p2p/<id>` optional. */
+  bootstrap: string[];
+  /** `host[:port]` names resolving to peers (a headless Service). */
+  bootstrapDns: string[];
+  /** Multiaddr ranges exempt from the connection manager's inbound limits. */
+  allow: string[];
+  /** Keep loopback addresses in DHT records (single-machine clusters and tests). */
+  allowLoopback?: boolean;
+  logger: Logger;
+}
+
+export type PeerLibp2p = Libp2p<{ dht: KadDHT; identify: ReturnType<ReturnType<typeof identify>>; ping: ReturnType<ReturnType<typeof ping>> }>;
+
+const DEFAULT_P2P_PORT = 5070;
+
+/**
+ * A libp2p node for the cluster: TCP + noise (keyed by the cluster key) + yamux, and a
+ * private kad-dht in server mode. It keeps dialing its bootstrap targets in the background
+ * until it has peers, so a node whose bootstrap failed joins once the others are up.
+ */
+export class PeerNode {
+  readonly libp2p: PeerLibp2p;
+  readonly #config: PeerNodeConfig;
+  readonly #dynamicTargets = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  private constructor(libp2p: PeerLibp2p, config: PeerNodeConfig) {
+    this.libp2p = libp2p;
+    this.#config = config;
+  }
+
+  static async start(config: PeerNodeConfig): Promise<PeerNode> {
+    const privateKey = await loadOrCreatePeerKey(config.dataDir);
+    const libp2p = (await createLibp2p({
+      privateKey,
+      addresses: { listen: config.listen, ...(config.announce?.length ? { announce: config.announce } : {}) },
+      transports: [tcp()],
+      connectionEncrypters: [noise({ prologueBytes: config.clusterKey.noisePrologue() })],
+      streamMuxers: [yamux()],
+      connectionManager: { allow: config.allow, maxConnections: 300 },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        dht: kadDHT({
+          protocol: DHT_PROTOCOL,
+          // On a LAN nobody has a public address: without this every node stays a client and queries hang.
+          clientMode: false,
+          peerInfoMapper: config.allowLoopback ? passthroughMapper : removePublicAddressesMapper,
+          initialQuerySelfInterval: 50,
+          allowQueryWithZeroPeers: true,
+        }),
+      },
+    })) as PeerLibp2p;
+    const node = new PeerNode(libp2p, config);
+    libp2p.addEventListener('peer:connect', (event) => config.logger.debug({ peer: event.detail.toString() }, 'peer connected'));
+    config.logger.info(
+      { peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String), cluster: config.clusterKey.fingerprint() },
+      'p2p node started',
+    );
+    node.#schedule(0);
+    return node;
+  }
+
+  get peerId(): PeerId {
+    return this.libp2p.peerId;
+  }
+
+  addresses(): string[] {
+    return this.libp2p.getMultiaddrs().map(String);
+  }
+
+  connectedPeers(): number {
+    return this.libp2p.getPeers().length;
+  }
+
+  /** Bootstrap targets learned at run time (the seeds' advertised addresses). */
+  addBootstrap(addrs: string[]): void {
+    let added = false;
+    for (const a of addrs) {
+      if (!this.#dynamicTargets.has(a)) {
+        this.#dynamicTargets.add(a);
+        added = true;
+      }
+    }
+    if (added) this.#schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.libp2p.stop();
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer);
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      void this.#bootstrapRound().then(
+        () => this.#schedule(this.connectedPeers() === 0 ? 1_000 : 15_000),
+        () => this.#schedule(2_000),
+      );
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #bootstrapRound(): Promise<void> {
+    const targets = await this.#targets();
+    const own = new Set(this.addresses().map((a) => a.split('/p2p/')[0]));
+    const connectedAddrs = new Set(this.libp2p.getConnections().map((c) => c.remoteAddr.toString().split('/p2p/')[0]));
+    const connectedPeers = new Set(this.libp2p.getPeers().map(String));
+    const pending = targets.filter((t) => {
+      const [addr, id] = t.toString().split('/p2p/');
+      if (own.has(addr as string) || id === this.peerId.toString()) return false;
+      return id ? !connectedPeers.has(id) : !connectedAddrs.has(addr as string);
+    });
+    // Enough to join the DHT: the routing table fills itself from there.
+    const batch = shuffle(pending).slice(0, 8);
+    await Promise.all(
+      batch.map(async (target) => {
+        try {
+          await this.libp2p.dial(target, { signal: AbortSignal.timeout(3_000) });
+        } catch (err) {
+          this.#config.logger.debug({ target: target.toString(), err: (err as Error).message }, 'bootstrap dial failed');
+        }
+      }),
+    );
+    if (targets.length && this.connectedPeers() === 0) {
+      this.#config.logger.warn({ targets: targets.length }, 'no peer reachable yet; serving from seed/upstream and retrying');
+    }
+  }
+
+  async #targets(): Promise<Multiaddr[]> {
+    const out: Multiaddr[] = [];
+    for (const text of [...this.#config.bootstrap, ...this.#dynamicTargets]) {
+      try {
+        out.push(multiaddr(text));
+      } catch {
+        this.#config.logger.warn({ bootstrap: text }, 'ignoring invalid bootstrap multiaddr');
+      }
+    }
+    for (const name of this.#config.bootstrapDns) {
+      const [host = name, port = String(DEFAULT_P2P_PORT)] = name.split(':');
+      try {
+        for (const { address, family } of await lookup(host, { all: true })) {
+          out.push(multiaddr(`/${family === 6 ? 'ip6' : 'ip4'}/${address}/tcp/${port}`));
+        }
+      } catch (err) {
+        this.#config.logger.debug({ name, err: (err as Error).message }, 'bootstrap DNS lookup failed');
+      }
+    }
+    return out;
+  }
+}
+
+function shuffle<T>(items: T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j] as T, a[i] as T];
+  }
+  return a;
+}

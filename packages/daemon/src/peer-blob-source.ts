@@ -1,0 +1,127 @@
+import type { PeerId } from '@libp2p/interface';
+import {
+  SourceBusyError,
+  type BlobLocator,
+  type BlobSource,
+  type Digest,
+  type Logger,
+  type OpenOptions,
+  type PeerNode,
+  type SourceBody,
+} from '@peerpull/common';
+import { requestBlob } from './blob-protocol.ts';
+import type { PeerRouting } from './peer-routing.ts';
+
+export interface PeerBlobSourceOptions {
+  node: PeerNode;
+  routing: PeerRouting;
+  logger: Logger;
+  /** Provider lookup budget; a miss moves on to the seed. */
+  lookupBudgetMs: number;
+  /** Deadline to open a stream to a peer and get its answer. */
+  connectTimeoutMs: number;
+  /** A peer that sends nothing for this long is dropped and the transfer resumes elsewhere. */
+  idleTimeoutMs: number;
+  /** How long a peer that sent bad bytes is not asked again. */
+  quarantineMs: number;
+  onTransfer?: (outcome: 'ok' | 'busy' | 'failed' | 'corrupt') => void;
+}
+
+/**
+ * Blobs from other nodes, found through the DHT. Prefers providers not recently busy,
+ * skips quarantined ones (bad bytes) and recently failed ones (stalled, vanished).
+ */
+export class PeerBlobSource implements BlobSource {
+  readonly name = 'peer' as const;
+  readonly #opts: PeerBlobSourceOptions;
+  readonly #quarantined = new Map<string, number>();
+  readonly #failed = new Map<string, number>();
+  readonly #busy = new Map<string, number>();
+  /** Who sent us bytes of a digest, to blame if they do not verify. */
+  readonly #servedBy = new Map<Digest, Set<string>>();
+
+  constructor(opts: PeerBlobSourceOptions) {
+    this.#opts = opts;
+  }
+
+  quarantinedPeers(): string[] {
+    const now = Date.now();
+    return [...this.#quarantined].filter(([, until]) => until > now).map(([peer]) => peer);
+  }
+
+  async open(locator: BlobLocator, offset: number, signal: AbortSignal, _opts?: OpenOptions): Promise<SourceBody | undefined> {
+    const providers = await this.#candidates(locator.digest, signal);
+    let sawBusy = false;
+    for (const peer of providers) {
+      const id = peer.toString();
+      try {
+        const answer = await requestBlob(this.#opts.node, peer, { digest: locator.digest, offset }, {
+          signal,
+          connectTimeoutMs: this.#opts.connectTimeoutMs,
+          idleTimeoutMs: this.#opts.idleTimeoutMs,
+        });
+        if (!('header' in answer)) {
+          if (answer.status === 'busy') {
+            sawBusy = true;
+            this.#busy.set(id, Date.now());
+            this.#opts.onTransfer?.('busy');
+          }
+          continue;
+        }
+        let served = this.#servedBy.get(locator.digest);
+        if (!served) this.#servedBy.set(locator.digest, (served = new Set()));
+        served.add(id);
+        answer.body.once('error', () => {
+          this.#failed.set(id, Date.now());
+          this.#opts.onTransfer?.('failed');
+        });
+        answer.body.once('end', () => this.#opts.onTransfer?.('ok'));
+        this.#opts.logger.debug({ digest: locator.digest, peer: id, offset, complete: answer.header.complete }, 'fetching from peer');
+        return { size: answer.header.size ?? undefined, offset, body: answer.body };
+      } catch (err) {
+        this.#failed.set(id, Date.now());
+        this.#opts.onTransfer?.('failed');
+        this.#opts.logger.debug({ digest: locator.digest, peer: id, err: (err as Error).message }, 'peer request failed');
+      }
+    }
+    if (sawBusy) throw new SourceBusyError('every provider is busy');
+    return undefined;
+  }
+
+  async size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined> {
+    for (const peer of await this.#candidates(locator.digest, signal)) {
+      try {
+        const answer = await requestBlob(this.#opts.node, peer, { digest: locator.digest, offset: 0, head: true }, {
+          signal,
+          connectTimeoutMs: this.#opts.connectTimeoutMs,
+          idleTimeoutMs: this.#opts.idleTimeoutMs,
+        });
+        if ('header' in answer && answer.header.size !== null) return answer.header.size;
+      } catch {
+        this.#failed.set(peer.toString(), Date.now());
+      }
+    }
+    return undefined;
+  }
+
+  reportCorrupt(locator: BlobLocator): void {
+    const until = Date.now() + this.#opts.quarantineMs;
+    for (const peer of this.#servedBy.get(locator.digest) ?? []) {
+      this.#quarantined.set(peer, until);
+      this.#opts.onTransfer?.('corrupt');
+      this.#opts.logger.warn({ digest: locator.digest, peer, quarantineMs: this.#opts.quarantineMs }, 'peer sent bytes that did not verify: quarantined');
+    }
+    this.#servedBy.delete(locator.digest);
+  }
+
+  async #candidates(digest: Digest, signal: AbortSignal): Promise<PeerId[]> {
+    const now = Date.now();
+    const providers = (await this.#opts.routing.findProviders(digest, this.#opts.lookupBudgetMs, 8, signal)).filter((p) => {
+      const id = p.toString();
+      return (this.#quarantined.get(id) ?? 0) < now && now - (this.#failed.get(id) ?? 0) > 30_000;
+    });
+    // Not-recently-busy providers first, so a burst spreads out instead of piling on one node.
+    const busyRecently = (p: PeerId): number => (now - (this.#busy.get(p.toString()) ?? 0) < 2_000 ? 1 : 0);
+    return providers.sort((a, b) => busyRecently(a) - busyRecently(b));
+  }
+}
