@@ -6,11 +6,22 @@ import { DigestHasher, type Digest } from './digest.ts';
 export type IngestState = 'writing' | 'complete' | 'failed';
 
 const READ_CHUNK = 1024 * 1024;
+/** Bytes are copied into buffers of this size and written with one writev per batch. */
+const STAGE_BYTES = 1024 * 1024;
+/** write() waits while more than this is accepted but not yet on disk. */
+const MAX_UNFLUSHED = 8 * STAGE_BYTES;
+/** Buffers per writev (well under IOV_MAX). */
+const MAX_BATCH = 16;
 
 /**
  * One blob being written to a temp file while its sha256 is computed. Readers follow the
  * file as it grows (so a cache miss streams to every waiting client at once), and all of
  * them read through the writer's own file handle, so the final rename cannot race them.
+ *
+ * write() hashes and copies the bytes into staging buffers and returns; one background
+ * flusher writes whatever has accumulated with a single writev, so the source keeps
+ * streaming while the disk writes (instead of one thread-pool round trip per network
+ * chunk). Readers see only flushed bytes.
  */
 export class BlobIngest extends EventEmitter {
   readonly digest: Digest;
@@ -22,6 +33,18 @@ export class BlobIngest extends EventEmitter {
   #size: number | undefined;
   #readers = 0;
   #closed = false;
+  /** Bytes on disk (readers may read below this). */
+  #flushed = 0;
+  /** The staging buffer being filled, and how much of it is used. */
+  #stage: Buffer | undefined;
+  #stageUsed = 0;
+  /** Filled staging buffers waiting for the flusher. */
+  readonly #queue: Buffer[] = [];
+  readonly #spare: Buffer[] = [];
+  #flusherRunning = false;
+  #writeError: Error | undefined;
+  /** The digest matched: the final byte may be handed out (before fsync and rename). */
+  #verified = false;
   #finalize: (ingest: BlobIngest) => Promise<void>;
   #discard: (ingest: BlobIngest) => Promise<void>;
   /** Where the bytes written so far came from, for logs and metrics. */
@@ -51,9 +74,14 @@ export class BlobIngest extends EventEmitter {
     return this.#error;
   }
 
-  /** Bytes written and hashed so far; the offset a resumed fetch continues from. */
+  /** Bytes accepted and hashed so far (some may still be on their way to disk); the offset a resumed fetch continues from. */
   get written(): number {
     return this.#hasher.bytes;
+  }
+
+  /** Bytes on disk so far. */
+  get flushed(): number {
+    return this.#flushed;
   }
 
   /** Total size once a source has told us. */
@@ -75,23 +103,98 @@ export class BlobIngest extends EventEmitter {
     }
   }
 
+  /**
+   * Accepts the next bytes: hashes them and copies them for the flusher (the caller may
+   * reuse `chunk` at once). Waits only while too much is not yet on disk.
+   */
   async write(chunk: Uint8Array, source: string): Promise<void> {
     if (this.#state !== 'writing') throw new Error(`ingest of ${this.digest} is ${this.#state}`);
+    if (this.#writeError) throw this.#writeError;
     if (this.#size !== undefined && this.written + chunk.byteLength > this.#size) {
       throw new Error(`too many bytes for ${this.digest}: more than the announced ${this.#size}`);
     }
-    let offset = 0;
-    while (offset < chunk.byteLength) {
-      const { bytesWritten } = await this.#handle.write(chunk, offset, chunk.byteLength - offset, this.written + offset);
-      offset += bytesWritten;
-    }
     this.#hasher.update(chunk);
     this.bytesBySource.set(source, (this.bytesBySource.get(source) ?? 0) + chunk.byteLength);
-    this.emit('progress');
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      if (!this.#stage) {
+        const left = this.#size !== undefined ? this.#size - (this.written - chunk.byteLength + offset) : STAGE_BYTES;
+        this.#stage = this.#spare.pop() ?? Buffer.allocUnsafeSlow(Math.max(1, Math.min(STAGE_BYTES, left)));
+        this.#stageUsed = 0;
+      }
+      const n = Math.min(chunk.byteLength - offset, this.#stage.length - this.#stageUsed);
+      this.#stage.set(chunk.subarray(offset, offset + n), this.#stageUsed);
+      this.#stageUsed += n;
+      offset += n;
+      if (this.#stageUsed === this.#stage.length) this.#takeStage();
+    }
+    this.#kick();
+    while (this.written - this.#flushed > MAX_UNFLUSHED && this.#flusherRunning) await once(this, 'flushed');
+    if (this.#writeError) throw this.#writeError;
+  }
+
+  #kick(): void {
+    if (this.#flusherRunning || this.#writeError) return;
+    this.#flusherRunning = true;
+    void this.#flush();
+  }
+
+  #takeStage(): void {
+    if (!this.#stage || this.#stageUsed === 0) return;
+    this.#queue.push(this.#stageUsed === this.#stage.length ? this.#stage : this.#stage.subarray(0, this.#stageUsed));
+    this.#stage = undefined;
+    this.#stageUsed = 0;
+  }
+
+  /** Writes queued (and, once the queue is empty, partly filled) staging buffers until nothing is left. */
+  async #flush(): Promise<void> {
+    // #flusherRunning is cleared in the same synchronous step as the last "nothing left" check,
+    // so a write() never leaves bytes behind a flusher that is about to stop.
+    try {
+      while (this.#state !== 'failed') {
+        if (this.#queue.length === 0) this.#takeStage();
+        if (this.#queue.length === 0) break;
+        const batch = this.#queue.splice(0, MAX_BATCH);
+        let bytes = 0;
+        for (const b of batch) bytes += b.length;
+        let done = 0;
+        while (done < bytes) {
+          const { bytesWritten } = await this.#handle.writev(skipBytes(batch, done), this.#flushed + done);
+          if (bytesWritten <= 0) throw new Error(`write of ${this.digest} made no progress`);
+          done += bytesWritten;
+        }
+        this.#flushed += bytes;
+        for (const b of batch) if (b.length === STAGE_BYTES && this.#spare.length < 2) this.#spare.push(b);
+        this.emit('progress');
+        this.emit('flushed');
+      }
+    } catch (err) {
+      this.#writeError = err as Error;
+    } finally {
+      this.#flusherRunning = false;
+      this.emit('flushed');
+    }
+  }
+
+  /** Resolves when every accepted byte is on disk; rejects if a write failed. */
+  async #drain(): Promise<void> {
+    while (!this.#writeError && this.#state !== 'failed' && (this.#flusherRunning || this.#flushed < this.written)) {
+      this.#kick();
+      if (!this.#flusherRunning) break;
+      await once(this, 'flushed');
+    }
+    if (this.#writeError) throw this.#writeError;
+    if (this.#state === 'writing' && this.#flushed !== this.written) throw new Error(`ingest of ${this.digest}: ${this.written - this.#flushed} bytes not flushed`);
   }
 
   /** Verifies size and digest, then hands the file to the store to fsync and rename. */
   async complete(): Promise<void> {
+    if (this.#state !== 'writing') return;
+    try {
+      await this.#drain();
+    } catch (err) {
+      return this.fail(err as Error);
+    }
     if (this.#state !== 'writing') return;
     if (this.#size !== undefined && this.written !== this.#size) {
       return this.fail(new Error(`truncated ${this.digest}: ${this.written} of ${this.#size} bytes`));
@@ -101,6 +204,10 @@ export class BlobIngest extends EventEmitter {
       return this.fail(new DigestMismatchError(this.digest, actual));
     }
     this.#size = this.written;
+    // The bytes are proven: readers may have the final byte now, while the store fsyncs and renames.
+    this.#verified = true;
+    this.#spare.length = 0;
+    this.emit('progress');
     try {
       await this.#finalize(this);
     } catch (err) {
@@ -116,8 +223,12 @@ export class BlobIngest extends EventEmitter {
     if (this.#state !== 'writing') return;
     this.#state = 'failed';
     this.#error = err;
+    this.#queue.length = 0;
+    this.#stage = undefined;
+    this.#spare.length = 0;
     this.emit('progress');
     this.emit('done');
+    while (this.#flusherRunning) await once(this, 'flushed'); // an in-flight write must not race the close
     await this.#discard(this).catch(() => undefined);
     this.#maybeClose();
   }
@@ -137,6 +248,11 @@ export class BlobIngest extends EventEmitter {
 
   /** A stream of bytes [start, end] (inclusive; end defaults to the last byte) that waits for bytes not yet written. */
   createReader(start = 0, end?: number): Readable {
+    if (this.#closed) {
+      // The file handle is gone: this ingest ended before the reader came.
+      const err = this.#error ?? new Error(`ingest of ${this.digest} already ended; read the stored blob instead`);
+      return new Readable({ read() { this.destroy(err); } });
+    }
     this.#readers++;
     let position = start;
     let released = false;
@@ -156,12 +272,12 @@ export class BlobIngest extends EventEmitter {
             // The blob's final byte (and the end of a stream that reaches it) is held back until
             // the digest verified: a client that got every byte of a wrong blob would otherwise
             // see a clean, complete response, and a failure now aborts it instead.
-            const holdLast = ingest.#state !== 'complete' && ingest.#size !== undefined && last >= ingest.#size - 1;
+            const holdLast = !ingest.#verified && ingest.#state !== 'complete' && ingest.#size !== undefined && last >= ingest.#size - 1;
             if (position > last && !holdLast) {
               this.push(null);
               return;
             }
-            const available = Math.min(ingest.written, holdLast ? last : last + 1) - position;
+            const available = Math.min(ingest.#flushed, holdLast ? last : last + 1) - position;
             if (available > 0) {
               const buffer = Buffer.allocUnsafe(Math.min(available, READ_CHUNK));
               const { bytesRead } = await ingest.#handle.read(buffer, 0, buffer.length, position);
@@ -195,6 +311,21 @@ export class BlobIngest extends EventEmitter {
     this.#closed = true;
     void this.#handle.close().catch(() => undefined);
   }
+}
+
+/** The buffers with their first `skip` bytes removed (after a partial writev). */
+function skipBytes(buffers: Buffer[], skip: number): Buffer[] {
+  if (skip === 0) return buffers;
+  const out: Buffer[] = [];
+  for (const b of buffers) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    out.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
 }
 
 export class DigestMismatchError extends Error {

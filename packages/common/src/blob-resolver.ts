@@ -197,6 +197,9 @@ export class BlobResolver {
     for (let round = 0; round <= BUSY_ROUNDS; round++) {
       let busy = false;
       for (const source of this.#sources) {
+        // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
+        // will have it shortly; the ones after it (upstream) would cost another WAN fetch.
+        if (busy) break;
         for (let attempt = 0; attempt < this.#attempts; attempt++) {
           fetch.source = source.name;
           const offset = ingest.written;

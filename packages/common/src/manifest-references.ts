@@ -48,8 +48,10 @@ export function manifestReferences(body: Buffer, mediaType: string): ManifestRef
 
 /** `linux/amd64`, `linux/arm64/v8`. */
 export function parsePlatform(text: string): Platform {
-  const [os, architecture, variant] = text.split('/');
-  if (!os || !architecture) throw new Error(`invalid platform "${text}" (expected os/arch[/variant], e.g. linux/amd64)`);
+  const parts = text.split('/');
+  const [os, architecture, variant] = parts;
+  // More than three parts, or an empty one ('linux/', 'linux/amd64/'), is a typo: never drop part of it silently.
+  if (!os || !architecture || parts.length > 3 || variant === '') throw new Error(`invalid platform "${text}" (expected os/arch[/variant], e.g. linux/amd64)`);
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 

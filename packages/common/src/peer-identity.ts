@@ -1,4 +1,4 @@
-import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
@@ -14,6 +14,7 @@ export async function loadOrCreatePeerKey(dataDir: string): Promise<PrivateKey> 
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read peer key ${path}: ${(err as Error).message}`);
   }
   const key = await generateKeyPair('Ed25519');
+  await mkdir(dataDir, { recursive: true });
   const temp = `${path}.tmp`;
   await writeFile(temp, privateKeyToProtobuf(key), { mode: 0o600 });
   await chmod(temp, 0o600);

@@ -305,7 +305,9 @@ export class UpstreamClient {
       const token = await this.#tokens.token({ registry: registry.host, challenge: withScope(challenge, scope), scope, credentials, signal: tokenSignal });
       return `Bearer ${token}`;
     } catch (err) {
-      throw new UpstreamError('unauthorized', registry.host, `${registry.host}: token request failed: ${describeNetworkError(err, tokenSignal)}`, { cause: err });
+      // A token endpoint that is down or slow is an outage (retry elsewhere); one that refused us is auth.
+      const kind = tokenSignal.aborted || isRetryableNetworkError(err) ? 'unavailable' : 'unauthorized';
+      throw new UpstreamError(kind, registry.host, `${registry.host}: token request failed: ${describeNetworkError(err, tokenSignal)}`, { cause: err });
     }
   }
 

@@ -1,1 +1,42 @@
-export async function demoCommand(_argv: string[]): Promise<number> { return 0; }
+import { fileURLToPath } from 'node:url';
+import { formatHelp, loadOptions, parseSize, type OptionSpecs } from '@peerpull/common';
+import { runDemo } from '@peerpull/demo';
+
+const DEMO_OPTIONS = {
+  nodes: { type: 'integer', description: 'Daemons (nodes) in the demo cluster', default: 4 },
+  'image-size': { type: 'size', description: 'Size of the generated image', default: '150MB' },
+  'wan-rate': { type: 'string', description: 'Emulated WAN rate to the upstream (e.g. 100mbit, 50MB; 0 = unlimited)', default: '200mbit', placeholder: 'RATE' },
+  'wan-latency': { type: 'duration', description: 'Emulated WAN latency per request', default: '25ms' },
+  p2p: { type: 'boolean', description: 'Let nodes fetch from each other (--p2p=false: seed only)', default: true },
+  keep: { type: 'boolean', description: 'Keep the data dirs and logs', default: false },
+} as const satisfies OptionSpecs;
+
+const USAGE = 'peerpull demo [options]';
+const SUMMARY = `Runs a cluster on this machine, offline: an embedded upstream registry with a generated
+image behind an emulated WAN, one seed and N daemons (separate processes), then pulls the
+image on every node at once and shows where each byte came from.`;
+
+export async function demoCommand(argv: string[]): Promise<number> {
+  const opts = loadOptions(DEMO_OPTIONS, { argv, env: process.env });
+  if (opts.help) {
+    process.stdout.write(formatHelp(USAGE, SUMMARY, DEMO_OPTIONS));
+    return 0;
+  }
+  return runDemo({
+    cliPath: fileURLToPath(new URL('../main.ts', import.meta.url)),
+    nodes: Math.max(1, opts.nodes),
+    imageBytes: opts['image-size'],
+    wanRate: parseRate(opts['wan-rate']),
+    wanLatencyMs: opts['wan-latency'],
+    p2p: opts.p2p,
+    keep: opts.keep,
+    out: process.stdout,
+  });
+}
+
+/** `100mbit` → bytes per second; a plain size (`50MB`) is bytes per second too. */
+function parseRate(text: string): number {
+  const bits = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g)bit\s*$/i.exec(text);
+  if (bits) return (Number(bits[1]) * { k: 1e3, m: 1e6, g: 1e9 }[(bits[2] as string).toLowerCase() as 'k' | 'm' | 'g']) / 8;
+  return parseSize(text);
+}

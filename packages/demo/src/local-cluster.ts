@@ -1,0 +1,198 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export interface ClusterNode {
+  name: string;
+  role: 'seed' | 'daemon';
+  /** `127.0.0.1:PORT` of the registry API. */
+  host: string;
+  url: string;
+  metricsUrl: string;
+  dataDir: string;
+  logFile: string;
+  process: ChildProcess;
+  /** SIGTERM, then SIGKILL after a grace period. */
+  stop(): Promise<void>;
+  /** SIGKILL now. */
+  kill(): Promise<void>;
+}
+
+export interface LocalClusterOptions {
+  /** Where data dirs, logs and the cluster key go. */
+  workDir: string;
+  /** Path of the `peerpull` entry point (packages/cli/src/main.ts). */
+  cliPath: string;
+  /** The upstream registry: host as clients name it, and its endpoint URL. */
+  upstream: { host: string; url: string };
+  daemons: number;
+  seed?: boolean;
+  p2p?: boolean;
+  logLevel?: string;
+  extraDaemonArgs?: string[];
+  extraSeedArgs?: string[];
+}
+
+export type SourceBytes = Record<string, number>;
+
+export interface NodeCounters {
+  /** Bytes this node fetched into its store, by source (upstream bytes are WAN bytes). */
+  fetched: SourceBytes;
+  /** Bytes this node sent to its clients (daemons: containerd; the seed: daemons). */
+  served: SourceBytes;
+  peerUploaded: number;
+  peersConnected: number;
+}
+
+const READY = /"msg":"peerpull (daemon|seed) ready"/;
+
+/**
+ * A cluster on one machine: one seed and N daemons as real child processes, each with its
+ * own data dir, on ports the OS picks. Used by `peerpull demo`, the tests and the benchmarks.
+ */
+export class LocalCluster {
+  readonly seed: ClusterNode | undefined;
+  readonly daemons: ClusterNode[];
+  readonly clusterKeyFile: string | undefined;
+
+  private constructor(seed: ClusterNode | undefined, daemons: ClusterNode[], clusterKeyFile: string | undefined) {
+    this.seed = seed;
+    this.daemons = daemons;
+    this.clusterKeyFile = clusterKeyFile;
+  }
+
+  static async start(opts: LocalClusterOptions): Promise<LocalCluster> {
+    mkdirSync(opts.workDir, { recursive: true });
+    const p2p = opts.p2p ?? true;
+    let clusterKeyFile: string | undefined;
+    if (p2p) {
+      clusterKeyFile = path.join(opts.workDir, 'cluster-key');
+      writeFileSync(clusterKeyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
+    }
+    const common = (role: 'seed' | 'daemon', name: string): string[] => [
+      '--listen', '127.0.0.1:0',
+      '--metrics-listen', '127.0.0.1:0',
+      '--data', path.join(opts.workDir, name),
+      '--registry', `${opts.upstream.host}=${opts.upstream.url}`,
+      '--default-registry', opts.upstream.host,
+      '--log-level', opts.logLevel ?? 'info',
+      ...(clusterKeyFile ? ['--cluster-key-file', clusterKeyFile, '--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
+      ...((role === 'seed' ? opts.extraSeedArgs : opts.extraDaemonArgs) ?? []),
+    ];
+    const started: ClusterNode[] = [];
+    try {
+      let seed: ClusterNode | undefined;
+      if (opts.seed ?? true) {
+        seed = await startNode(opts, 'seed', 'seed', common('seed', 'seed'));
+        started.push(seed);
+      }
+      const daemons = await Promise.all(
+        Array.from({ length: opts.daemons }, (_, i) => {
+          const name = `node-${i + 1}`;
+          return startNode(opts, 'daemon', name, [...common('daemon', name), ...(seed ? ['--seed', seed.url] : [])]).then((node) => {
+            started.push(node);
+            return node;
+          });
+        }),
+      );
+      return new LocalCluster(seed, daemons, clusterKeyFile);
+    } catch (err) {
+      await Promise.all(started.map((n) => n.stop()));
+      throw err;
+    }
+  }
+
+  get nodes(): ClusterNode[] {
+    return [...(this.seed ? [this.seed] : []), ...this.daemons];
+  }
+
+  /** Waits until every daemon has at least one P2P peer (or the timeout passes). */
+  async waitForPeers(timeoutMs = 10_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const counters = await Promise.all(this.daemons.map((d) => readCounters(d).catch(() => undefined)));
+      if (counters.every((c) => c && c.peersConnected > 0)) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return false;
+  }
+
+  async counters(): Promise<Map<string, NodeCounters>> {
+    const entries = await Promise.all(this.nodes.map(async (n) => [n.name, await readCounters(n)] as const));
+    return new Map(entries);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+  }
+}
+
+async function startNode(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, args: string[]): Promise<ClusterNode> {
+  const logFile = path.join(opts.workDir, `${name}.log`);
+  const log = createWriteStream(logFile);
+  const child = spawn(process.execPath, [opts.cliPath, role, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.pipe(log, { end: false });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = new Promise<{ address: string; metricsAddress: string }>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error(`${name} did not become ready in 30 s (see ${logFile})`)), 30_000);
+    lines.on('line', (line) => {
+      log.write(`${line}\n`);
+      if (READY.test(line)) {
+        clearTimeout(timer);
+        const doc = JSON.parse(line) as { address: string; metricsAddress: string };
+        resolve(doc);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited with code ${code} before it was ready (see ${logFile})`));
+    });
+  });
+  const stop = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    const grace = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(grace);
+    log.end();
+  };
+  let address: { address: string; metricsAddress: string };
+  try {
+    address = await ready;
+  } catch (err) {
+    await stop('SIGKILL');
+    throw err;
+  }
+  return {
+    name,
+    role,
+    host: address.address,
+    url: `http://${address.address}`,
+    metricsUrl: `http://${address.metricsAddress}/metrics`,
+    dataDir: path.join(opts.workDir, name),
+    logFile,
+    process: child,
+    stop: () => stop('SIGTERM'),
+    kill: () => stop('SIGKILL'),
+  };
+}
+
+/** Reads the per-source byte counters from a node's Prometheus endpoint. */
+export async function readCounters(node: Pick<ClusterNode, 'metricsUrl'>): Promise<NodeCounters> {
+  const text = await (await fetch(node.metricsUrl, { signal: AbortSignal.timeout(2_000) })).text();
+  const bySource = (metric: string): SourceBytes => {
+    const out: SourceBytes = {};
+    for (const m of text.matchAll(new RegExp(`^${metric}\\{source="(\\w+)"\\} (\\S+)$`, 'gm'))) out[m[1] as string] = Number(m[2]);
+    return out;
+  };
+  const single = (metric: string): number => Number(new RegExp(`^${metric} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    fetched: bySource('peerpull_bytes_fetched_total'),
+    served: bySource('peerpull_bytes_served_total'),
+    peerUploaded: single('peerpull_peer_bytes_uploaded_total'),
+    peersConnected: single('peerpull_peers_connected'),
+  };
+}
