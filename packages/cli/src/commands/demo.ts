@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { formatHelp, loadOptions, parseSize, type OptionSpecs } from '@peerpull/common';
 import { runDemo } from '@peerpull/demo';
 
-const DEMO_OPTIONS = {
+export const DEMO_OPTIONS = {
   nodes: { type: 'integer', description: 'Daemons (nodes) in the demo cluster', default: 4 },
   'image-size': { type: 'size', description: 'Size of the generated image', default: '150MB' },
   'wan-rate': { type: 'string', description: 'Emulated WAN rate to the upstream (e.g. 100mbit, 50MB; 0 = unlimited)', default: '200mbit', placeholder: 'RATE' },
