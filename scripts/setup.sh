@@ -21,25 +21,27 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
-export PATH="$tools/node_modules/.bin:$PATH"
+# Each tool in its own prefix: one npm install must not prune the other's packages.
+export PATH="$tools/node/node_modules/.bin:$tools/pnpm/node_modules/.bin:$PATH"
+npm_into() {
+  mkdir -p "$tools/$1"
+  [ -f "$tools/$1/package.json" ] || echo '{"private":true}' > "$tools/$1/package.json"
+  npm install --prefix "$tools/$1" --no-audit --no-fund --loglevel=error "$2" >&2
+}
 if [ "$(node_major)" -lt 22 ]; then
-  log "Node $(node --version 2>/dev/null || echo none) is too old (need >= 22): installing Node 24 into .tools/"
-  mkdir -p "$tools"
-  [ -f "$tools/package.json" ] || echo '{"private":true}' > "$tools/package.json"
-  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error node@24 >&2
+  log "Node $(node --version 2>/dev/null || echo none) is too old (need >= 22): installing Node 24 into .tools/node"
+  npm_into node node@24
   if [ "$(node_major)" -lt 22 ]; then
-    # npm may have skipped the package's install script, which fetches the binary package.
-    npm rebuild --prefix "$tools" --foreground-scripts node >&2 || true
+    # npm may have skipped the package's install script, which installs the binary package.
+    npm rebuild --prefix "$tools/node" --foreground-scripts node >&2 || true
   fi
   [ "$(node_major)" -ge 22 ] || { echo "setup.sh: could not install Node 24" >&2; exit 1; }
 fi
 log "node $(node --version)"
 
 if ! command -v pnpm >/dev/null 2>&1; then
-  log "installing pnpm into .tools/"
-  mkdir -p "$tools"
-  [ -f "$tools/package.json" ] || echo '{"private":true}' > "$tools/package.json"
-  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error pnpm@10 >&2
+  log "installing pnpm into .tools/pnpm"
+  npm_into pnpm pnpm@10
 fi
 log "pnpm $(pnpm --version)"
 
@@ -60,5 +62,5 @@ if $want_system; then
 fi
 
 log "installing workspace dependencies"
-pnpm install --frozen-lockfile --reporter=silent >&2
-echo "$tools/node_modules/.bin"
+pnpm install --frozen-lockfile >&2
+echo "$tools/node/node_modules/.bin:$tools/pnpm/node_modules/.bin"
