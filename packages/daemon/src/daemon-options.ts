@@ -10,7 +10,7 @@ export const DAEMON_OPTIONS = {
   'auth-file': { type: 'string', description: 'Docker config.json with upstream credentials (auths)', placeholder: 'FILE' },
   'cache-size': { type: 'size', description: 'Evict least-recently-used content above this size', default: '20GiB' },
   'tag-ttl': { type: 'duration', description: 'Serve a cached tag this long before revalidating it upstream', default: '5m' },
-  'max-stale': { type: 'duration', description: 'Serve a cached tag this long past its TTL while the upstream fails', default: 'forever' },
+  'max-stale': { type: 'duration', description: 'While every source fails, serve a cached tag up to this long after it was last validated', default: 'forever' },
   'metrics-listen': { type: 'string', description: 'Address for Prometheus /metrics ("" to disable)', default: '0.0.0.0:5080', placeholder: 'HOST:PORT' },
   'upstream-connect-timeout': { type: 'duration', description: 'Deadline to connect to an upstream', default: '3s' },
   'upstream-timeout': { type: 'duration', description: 'Deadline for an upstream to start answering, and for a whole manifest request', default: '10s' },
@@ -19,5 +19,18 @@ export const DAEMON_OPTIONS = {
   'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
   'peer-idle-timeout': { type: 'duration', description: 'A peer that sends no bytes for this long is dropped and the transfer resumes elsewhere', default: '3s' },
+  'manage-containerd': {
+    type: 'boolean',
+    description: 'Fail open: write containerd mirror entries (hosts.toml) while this daemon is ready; remove them when it is not, or is stopping',
+    default: false,
+  },
+  'containerd-config-path': { type: 'string', description: 'containerd\'s hosts directory (config_path) for --manage-containerd', default: '/etc/containerd/certs.d', placeholder: 'DIR' },
+  'manage-registries': {
+    type: 'list',
+    description: 'Registries --manage-containerd writes entries for: host, host=upstream-url or _default (none: the --registry list)',
+    default: [],
+    placeholder: 'HOST[=URL]',
+  },
+  'manage-interval': { type: 'duration', description: 'How often --manage-containerd checks the daemon\'s readiness', default: '2s' },
   'log-level': { type: 'string', description: 'Log level', default: 'info', choices: LOG_LEVELS, placeholder: 'LEVEL' },
 } as const satisfies OptionSpecs;

@@ -59,13 +59,23 @@ export class SeedClient {
     return this.#seeds.length;
   }
 
-  /** Seeds in the order to try for `key`: rendezvous order, with seeds in cooldown last. */
+  /**
+   * Seeds to try for `key`, in rendezvous order, leaving out seeds in cooldown: a seed that
+   * hangs must not cost every request the seed deadline. Once its cooldown ends it is tried again.
+   */
   order(key: string): URL[] {
     const now = Date.now();
     return this.#seeds
+      .filter((seed) => seed.downUntil <= now)
       .map((seed) => ({ seed, weight: createHash('sha256').update(`${seed.url.origin}\n${key}`).digest().readBigUInt64BE(0) }))
-      .sort((a, b) => Number(a.seed.downUntil > now) - Number(b.seed.downUntil > now) || (a.weight < b.weight ? 1 : a.weight > b.weight ? -1 : 0))
+      .sort((a, b) => (a.weight < b.weight ? 1 : a.weight > b.weight ? -1 : 0))
       .map(({ seed }) => seed.url);
+  }
+
+  /** Each seed and whether it is in use (not in cooldown after a failure). */
+  states(): { url: string; up: boolean }[] {
+    const now = Date.now();
+    return this.#seeds.map((s) => ({ url: s.url.href.replace(/\/$/, ''), up: s.downUntil <= now }));
   }
 
   /** Any seed not in cooldown? */

@@ -8,7 +8,7 @@ export const SEED_OPTIONS = {
   'auth-file': { type: 'string', description: 'Docker config.json with upstream credentials (auths)', placeholder: 'FILE' },
   'cache-size': { type: 'size', description: 'Evict least-recently-used content above this size', default: '100GiB' },
   'tag-ttl': { type: 'duration', description: 'How long a tag resolves to one digest cluster-wide before it is revalidated upstream', default: '5m' },
-  'max-stale': { type: 'duration', description: 'How long a tag may be served past its TTL while the upstream fails', default: 'forever' },
+  'max-stale': { type: 'duration', description: 'While the upstream fails, serve a cached tag up to this long after it was last validated', default: 'forever' },
   policies: {
     type: 'structured',
     description: 'Per-registry/repository tag policy, first match wins: a list of {match: "docker.io/library/*", tag-ttl, max-stale}',
