@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup setup-test demo test typecheck unit e2e bench bench-mirror
+.PHONY: setup setup-test demo test typecheck unit e2e bench bench-mirror deploy-key
 
 setup:
 	@bash scripts/setup.sh >/dev/null
@@ -27,3 +27,7 @@ e2e: setup-test
 
 bench-mirror: setup-test
 	@$(ENV) pnpm run bench:mirror
+
+## Creates the Kubernetes cluster key (once; never committed) that deploy/kubernetes/base turns into a Secret.
+deploy-key:
+	@f=deploy/kubernetes/base/cluster-key; if [ -s $$f ]; then echo "$$f exists (kept)"; else (umask 077; head -c 32 /dev/urandom | base64 > $$f) && echo "wrote $$f"; fi

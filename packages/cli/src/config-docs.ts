@@ -1,11 +1,25 @@
 import { envName, type OptionSpecs } from '@peerpull/common';
 import { DAEMON_OPTIONS } from '@peerpull/daemon';
 import { SEED_OPTIONS } from '@peerpull/seed';
+import { CONFIGURE_CONTAINERD_OPTIONS, CONFIGURE_CRIO_OPTIONS, CONFIGURE_K3S_OPTIONS } from './commands/configure.ts';
+import { CACHE_OPTIONS } from './commands/cache.ts';
 import { DEMO_OPTIONS } from './commands/demo.ts';
+import { EXPLAIN_OPTIONS } from './commands/explain.ts';
+import { PREFETCH_OPTIONS } from './commands/prefetch.ts';
+import { PULLS_OPTIONS } from './commands/pulls.ts';
+import { STATUS_OPTIONS } from './commands/status.ts';
 
 const COMMANDS: [string, string, OptionSpecs][] = [
   ['daemon', 'The node-local mirror (DaemonSet / systemd service).', DAEMON_OPTIONS],
   ['seed', 'The cluster seed cache.', SEED_OPTIONS],
+  ['configure containerd', 'Points containerd at the daemon: one hosts.toml per registry in certs.d (docs/operations.md).', CONFIGURE_CONTAINERD_OPTIONS],
+  ['configure k3s', 'Points k3s at the daemon: the mirrors: section of registries.yaml.', CONFIGURE_K3S_OPTIONS],
+  ['configure crio', 'Points CRI-O at the daemon: a registries.conf.d drop-in.', CONFIGURE_CRIO_OPTIONS],
+  ['status', 'What the daemon (and with --seed, the cluster) is doing; exit code 0 when ready.', STATUS_OPTIONS],
+  ['explain', 'Where each layer of an image is and where the last pull got it from.', EXPLAIN_OPTIONS],
+  ['prefetch', 'Has the seed fetch images now, with progress.', PREFETCH_OPTIONS],
+  ['cache', 'ls, rm, gc and verify on the running daemon\'s store.', CACHE_OPTIONS],
+  ['pulls', 'The cluster\'s pull audit log.', PULLS_OPTIONS],
   ['demo', 'The local demo cluster.', DEMO_OPTIONS],
 ];
 

@@ -39,3 +39,20 @@ export function parseRegistryPath(path: string): RegistryPath | undefined {
       return { kind: 'referrers', name };
   }
 }
+
+/**
+ * A registry named by the first path segment, for clients that cannot send `?ns=`: CRI-O
+ * (containers/image) with the mirror location `127.0.0.1:5050/docker.io` asks for
+ * `/v2/docker.io/library/nginx/...`. The rule, applied only when a request has no `?ns=`:
+ * the first segment is a registry when it contains a `.` and `isRegistry` accepts it (the
+ * caller passes its allowlist) and a repository follows it. A default-registry repository
+ * whose first segment is itself an allowlisted registry name is read as that registry (the
+ * only ambiguous case; Docker Hub namespaces cannot contain a `.`). A registry with a port
+ * cannot be named this way: `:` is not valid in a repository name.
+ */
+export function splitRegistryPrefix(name: string, isRegistry: (host: string) => boolean): { registry: string; name: string } | undefined {
+  const slash = name.indexOf('/');
+  if (slash < 0) return undefined;
+  const first = name.slice(0, slash);
+  return first.includes('.') && isRegistry(first) ? { registry: first, name: name.slice(slash + 1) } : undefined;
+}

@@ -15,10 +15,13 @@ export const DAEMON_OPTIONS = {
   'upstream-connect-timeout': { type: 'duration', description: 'Deadline to connect to an upstream', default: '3s' },
   'upstream-timeout': { type: 'duration', description: 'Deadline for an upstream to start answering, and for a whole manifest request', default: '10s' },
   'upstream-idle-timeout': { type: 'duration', description: 'A blob transfer with no bytes for this long is broken off and resumed', default: '15s' },
+  'client-timeout': { type: 'duration', description: 'Deadline for a client to send a whole request, headers and body; slower clients (slow-loris) are disconnected', default: '30s' },
   ...peerOptions(5070),
   'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
   'peer-idle-timeout': { type: 'duration', description: 'A peer that sends no bytes for this long is dropped and the transfer resumes elsewhere', default: '3s' },
+  'node-name': { type: 'string', description: 'This node\'s name in the seed\'s pull log and dashboard (Kubernetes: the node name from the downward API; default: the host name)', placeholder: 'NAME' },
+  'report-interval': { type: 'duration', description: 'How often completed pulls (and, every 5 s, a heartbeat) are sent to the seeds in the background; 0 turns reporting off', default: '1s' },
   'manage-containerd': {
     type: 'boolean',
     description: 'Fail open: write containerd mirror entries (hosts.toml) while this daemon is ready; remove them when it is not, or is stopping',
