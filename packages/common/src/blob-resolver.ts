@@ -17,6 +17,42 @@ export interface BlobHandle {
   source: SourceName;
   /** A stream of bytes [start, end]; for an in-flight fetch it follows the file as it grows. */
   read(start?: number, end?: number): Readable;
+  /** Bytes readable right now: the size when stored, the bytes written so far while fetching. */
+  available(): number;
+}
+
+/** One source tried during one fetch: what `peerpull explain` shows as "peer busy, seed timeout, upstream". */
+export interface FetchAttempt {
+  source: SourceName;
+  outcome: 'ok' | 'miss' | 'busy' | 'failed' | 'broke';
+  /** What the source said: which peer answered, the error. */
+  detail?: string;
+  ms: number;
+}
+
+/** How one fetch into the store went (emitted as `fetch-finished`). */
+export interface FetchTrace {
+  digest: Digest;
+  registry: string;
+  repository: string;
+  startedAt: number;
+  seconds: number;
+  ok: boolean;
+  /** The source that completed it (the last one tried when it failed). */
+  source: SourceName;
+  bytesBySource: Record<string, number>;
+  attempts: FetchAttempt[];
+}
+
+/** A fetch running now (the dashboard's current transfers). */
+export interface ActiveFetch {
+  digest: Digest;
+  registry: string;
+  repository: string;
+  source: SourceName;
+  written: number;
+  size: number | undefined;
+  startedAt: number;
 }
 
 export interface BlobResolverOptions {
@@ -58,7 +94,11 @@ export class BlobResolver {
   readonly #metrics: MirrorMetrics | undefined;
   readonly #fetches = new Map<Digest, Promise<Fetch>>();
   readonly #tainted = new Map<Digest, number>();
-  /** `fetch-started` (locator): a node announces what it is downloading before it has it. */
+  readonly #active = new Map<Fetch, { locator: BlobLocator; startedAt: number }>();
+  /**
+   * `fetch-started` (locator): a node announces what it is downloading before it has it.
+   * `fetch-finished` (FetchTrace): where a fetch got its bytes and what each source said.
+   */
   readonly events = new EventEmitter();
 
   constructor(opts: BlobResolverOptions) {
@@ -72,6 +112,19 @@ export class BlobResolver {
 
   get inflight(): number {
     return this.#fetches.size;
+  }
+
+  /** Fetches running now, with their progress. */
+  activeFetches(): ActiveFetch[] {
+    return [...this.#active].map(([fetch, { locator, startedAt }]) => ({
+      digest: locator.digest,
+      registry: locator.registry.host,
+      repository: locator.repository,
+      source: fetch.source,
+      written: fetch.ingest.written,
+      size: fetch.ingest.size,
+      startedAt,
+    }));
   }
 
   /** Opens a blob for reading, starting a fetch on a miss. Throws OciError 404 when no source has it. */
@@ -164,6 +217,7 @@ export class BlobResolver {
       size: info.size,
       source: 'local',
       read: (start = 0, end?: number) => this.#store.openRead(digest, start, end),
+      available: () => info.size,
     };
   }
 
@@ -178,6 +232,7 @@ export class BlobResolver {
         ingest.state === 'complete' && this.#store.has(ingest.digest)
           ? this.#store.openRead(ingest.digest, start, end)
           : ingest.createReader(start, end),
+      available: () => (ingest.state === 'complete' ? (ingest.size ?? ingest.written) : ingest.written),
     };
   }
 
@@ -190,6 +245,29 @@ export class BlobResolver {
   }
 
   async #fill(fetch: Fetch, locator: BlobLocator): Promise<void> {
+    const startedAt = Date.now();
+    const attempts: FetchAttempt[] = [];
+    this.#active.set(fetch, { locator, startedAt });
+    try {
+      await this.#fillFrom(fetch, locator, attempts);
+    } finally {
+      this.#active.delete(fetch);
+      const trace: FetchTrace = {
+        digest: locator.digest,
+        registry: locator.registry.host,
+        repository: locator.repository,
+        startedAt,
+        seconds: (Date.now() - startedAt) / 1000,
+        ok: fetch.ingest.state === 'complete',
+        source: fetch.source,
+        bytesBySource: Object.fromEntries(fetch.ingest.bytesBySource),
+        attempts,
+      };
+      this.events.emit('fetch-finished', trace);
+    }
+  }
+
+  async #fillFrom(fetch: Fetch, locator: BlobLocator, attempts: FetchAttempt[]): Promise<void> {
     const { ingest } = fetch;
     const started = performance.now();
     let lastError: unknown;
@@ -203,11 +281,18 @@ export class BlobResolver {
         for (let attempt = 0; attempt < this.#attempts; attempt++) {
           fetch.source = source.name;
           const offset = ingest.written;
+          const notes: string[] = [];
+          const openedAt = performance.now();
+          const tried = (outcome: FetchAttempt['outcome'], detail?: string): void => {
+            const text = [...notes, ...(detail ? [detail] : [])].join('; ');
+            attempts.push({ source: source.name, outcome, ...(text ? { detail: text.slice(0, 300) } : {}), ms: Math.round(performance.now() - openedAt) });
+          };
           let opened;
           try {
-            opened = await source.open(locator, offset, controller.signal, { insist: round === BUSY_ROUNDS });
+            opened = await source.open(locator, offset, controller.signal, { insist: round === BUSY_ROUNDS, note: (d) => notes.push(d) });
           } catch (err) {
             lastError = err;
+            tried(err instanceof SourceBusyError ? 'busy' : 'failed', (err as Error).message);
             if (err instanceof SourceBusyError) {
               busy = true;
               break;
@@ -216,7 +301,10 @@ export class BlobResolver {
             if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) break;
             continue;
           }
-          if (!opened) break; // this source does not have it
+          if (!opened) {
+            tried('miss');
+            break; // this source does not have it
+          }
           try {
             if (opened.size !== undefined) ingest.setSize(opened.size);
             let skip = offset - opened.offset; // a source that ignored our offset resends the prefix
@@ -236,12 +324,15 @@ export class BlobResolver {
               throw new Error(`${source.name} closed the stream at ${ingest.written} of ${ingest.size} bytes`);
             }
             await ingest.complete();
+            if (ingest.state === 'failed') tried('failed', 'bytes did not match the digest');
+            else tried('ok');
             this.#finished(fetch, locator, started);
             return;
           } catch (err) {
             // An unread body (e.g. after a size mismatch) errors when destroyed (undici does): without a listener that kills the process.
             opened.body.on('error', () => undefined).destroy();
             lastError = err;
+            tried('broke', (err as Error).message);
             this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
             if ((err as Error).message.startsWith('size mismatch')) break;
             if (ingest.state !== 'writing') return;

@@ -5,9 +5,10 @@ import { contentRange, parseRange } from './byte-range.ts';
 import type { ManifestResolver, ResolvedManifest } from './manifest-resolver.ts';
 import type { MirrorMetrics } from './metrics.ts';
 import { OciError } from './oci-error.ts';
+import type { PullEvent } from './pull-report.ts';
 import { normalizeRepository } from './reference.ts';
 import type { RegistryAllowlist, UpstreamRegistry } from './registry-allowlist.ts';
-import { parseRegistryPath, type RegistryPath } from './registry-path.ts';
+import { parseRegistryPath, splitRegistryPrefix, type RegistryPath } from './registry-path.ts';
 
 export interface RegistryApiOptions {
   allowlist: RegistryAllowlist;
@@ -21,6 +22,8 @@ export interface RegistryApiOptions {
    * here at once; others are told "busy" and get it from those peers instead.
    */
   peerFanout?: number;
+  /** Sees every answered GET of a manifest or blob (the pull audit log); must return at once. */
+  onPull?: (event: PullEvent) => void;
 }
 
 /** What one request was about, for the request log line and metrics. */
@@ -41,6 +44,8 @@ declare module 'fastify' {
 }
 
 const PULL_METHODS = new Set(['GET', 'HEAD']);
+/** How long a completed upload to a P2P-capable daemon still counts against `peerFanout`. */
+const FANOUT_HOLD_MS = 30_000;
 
 interface ApiContext extends RegistryApiOptions {
   /** Blob uploads in progress to P2P-capable daemons, per digest (for `peerFanout`). */
@@ -66,7 +71,8 @@ export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof OciError) {
-      if (err.status >= 500) req.log.error({ err: err.message }, 'request failed');
+      // "Busy" (the seed's fan-out limit) is burst control working, not a failure: keep it out of the error log.
+      if (err.status >= 500 && err.headers['x-peerpull-busy'] === undefined) req.log.error({ err: err.message }, 'request failed');
       return reply.code(err.status).headers(err.headers).type('application/json').send(err.toBody());
     }
     const status = (err as { statusCode?: number }).statusCode;
@@ -90,6 +96,22 @@ export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions
       opts.metrics.bytesServed.inc({ source: pull.source ?? 'local' }, pull.bytes);
     }
     opts.metrics.requestDuration.observe({ kind: pull.kind, source: pull.source ?? 'none' }, reply.elapsedTime / 1000);
+    if (opts.onPull && req.method === 'GET') {
+      const event: PullEvent = {
+        time: Date.now(),
+        registry: pull.registry ?? '',
+        repository: pull.repository ?? '',
+        kind: pull.kind,
+        status: reply.statusCode,
+        bytes: reply.statusCode < 300 ? (pull.bytes ?? 0) : 0,
+        source: pull.source ?? 'none',
+        ms: Math.round(reply.elapsedTime),
+        client: req.ip,
+      };
+      if (pull.reference) event.reference = pull.reference;
+      if (pull.digest) event.digest = pull.digest;
+      opts.onPull(event);
+    }
     req.log.info(
       { ...pull, method: req.method, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
       'pull',
@@ -119,8 +141,8 @@ async function handle(req: FastifyRequest, reply: FastifyReply, opts: ApiContext
   if (target.kind === 'tags' || target.kind === 'referrers') {
     throw new OciError(404, 'UNSUPPORTED', `${target.kind} listing is not supported by this mirror`);
   }
-  const registry = resolveNamespace(query, opts);
-  const repository = normalizeRepository(registry.host, target.name);
+  const { registry, name } = resolveNamespace(query, target.name, opts);
+  const repository = normalizeRepository(registry.host, name);
   const locator = { registry, repository };
   if (target.kind === 'manifest') {
     req.pull = { registry: registry.host, repository, kind: 'manifest', reference: target.ref.kind === 'tag' ? target.ref.tag : target.ref.digest };
@@ -169,10 +191,17 @@ async function sendBlob(
       throw new OciError(503, 'UNAVAILABLE', 'busy: this blob is already being sent to other nodes; fetch it from them', undefined, { 'x-peerpull-busy': '1', 'retry-after': '1' });
     }
     opts.activeUploads.set(target.digest, active + 1);
-    reply.raw.once('close', () => {
+    const release = (): void => {
       const left = (opts.activeUploads.get(target.digest) ?? 1) - 1;
       if (left <= 0) opts.activeUploads.delete(target.digest);
       else opts.activeUploads.set(target.digest, left);
+    };
+    // A daemon that got the whole blob keeps its slot a while: it provides the blob now, but the rest
+    // of a burst finds it in the DHT only after its announcement spread, which takes longer than
+    // sending a small blob. Freeing the slot at once would send each small blob to every daemon.
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished && reply.raw.statusCode < 300) setTimeout(release, FANOUT_HOLD_MS).unref();
+      else release();
     });
   }
   const handle = await opts.blobs.open(locator);
@@ -202,14 +231,16 @@ async function sendBlob(
   return reply.code(200).send(handle.read());
 }
 
-function resolveNamespace(query: string, opts: RegistryApiOptions): UpstreamRegistry {
+/** The upstream: `?ns=` (containerd), else a registry as the first path segment (CRI-O), else the default. */
+function resolveNamespace(query: string, repoName: string, opts: RegistryApiOptions): { registry: UpstreamRegistry; name: string } {
   const params = new URLSearchParams(query);
   const ns = params.get('ns');
-  const name = ns === null ? opts.defaultRegistry : ns;
+  const prefixed = ns === null ? splitRegistryPrefix(repoName, (host) => opts.allowlist.lookup(host) !== undefined) : undefined;
+  const name = ns ?? prefixed?.registry ?? opts.defaultRegistry;
   const registry = opts.allowlist.lookup(name);
   // Not on the allowlist: answer before any outbound connection. 404 sends containerd to the registry itself.
   if (!registry) throw new OciError(404, 'NAME_UNKNOWN', `registry ${JSON.stringify(name.slice(0, 100))} is not served by this mirror`);
-  return registry;
+  return { registry, name: prefixed?.name ?? repoName };
 }
 
 function splitUrl(url: string): [string, string] {

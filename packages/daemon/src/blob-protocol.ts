@@ -13,6 +13,8 @@ export interface BlobRequest {
   offset: number;
   /** Size only, no bytes. */
   head?: boolean;
+  /** Serve even above the upload limit: the requester has been told "busy" everywhere for a while. */
+  insist?: boolean;
 }
 
 /** What a peer last saw a tag resolve to (offline sites resolve tags from peers). */
@@ -105,7 +107,7 @@ export class BlobServer {
       if (typeof r.digest !== 'string' || !isDigest(r.digest) || typeof r.offset !== 'number' || !Number.isInteger(r.offset) || r.offset < 0) {
         throw new Error('invalid request');
       }
-      request = { digest: r.digest, offset: r.offset, head: r.head === true };
+      request = { digest: r.digest, offset: r.offset, head: r.head === true, insist: r.insist === true };
     } catch (err) {
       await this.#reply(stream, { status: 'bad-request', message: (err as Error).message });
       return;
@@ -120,8 +122,15 @@ export class BlobServer {
       await this.#reply(stream, { status: 'ok', size: handle.size ?? null, complete });
       return;
     }
-    if (this.#active >= this.#opts.uploadLimit) {
+    if (this.#active >= this.#opts.uploadLimit && !request.insist) {
       await this.#reply(stream, { status: 'busy' });
+      return;
+    }
+    // Still downloading and nothing past the requester's offset yet: in a burst every node announces
+    // a blob as it starts, so two nodes would otherwise stream it from each other and both wait.
+    // Not "busy" (which keeps the requester off the seed): the seed is where these bytes come from.
+    if (!complete && handle.available() <= request.offset) {
+      await this.#reply(stream, { status: 'not-found', message: 'no bytes yet' });
       return;
     }
     if (handle.size !== undefined && request.offset > handle.size) {

@@ -24,7 +24,7 @@ export interface PeerBlobSourceOptions {
   idleTimeoutMs: number;
   /** How long a peer that sent bad bytes is not asked again. */
   quarantineMs: number;
-  onTransfer?: (outcome: 'ok' | 'busy' | 'failed' | 'corrupt') => void;
+  onTransfer?: (outcome: 'ok' | 'busy' | 'stalled' | 'failed' | 'corrupt') => void;
 }
 
 /**
@@ -49,13 +49,16 @@ export class PeerBlobSource implements BlobSource {
     return [...this.#quarantined].filter(([, until]) => until > now).map(([peer]) => peer);
   }
 
-  async open(locator: BlobLocator, offset: number, signal: AbortSignal, _opts?: OpenOptions): Promise<SourceBody | undefined> {
+  async open(locator: BlobLocator, offset: number, signal: AbortSignal, opts: OpenOptions = {}): Promise<SourceBody | undefined> {
+    const lookupStarted = performance.now();
     const providers = await this.#candidates(locator.digest, signal);
+    const lookupMs = Math.round(performance.now() - lookupStarted);
+    if (providers.length === 0) opts?.note?.(`no provider found in ${lookupMs} ms`);
     let sawBusy = false;
     for (const peer of providers) {
       const id = peer.toString();
       try {
-        const answer = await requestBlob(this.#opts.node, peer, { digest: locator.digest, offset }, {
+        const answer = await requestBlob(this.#opts.node, peer, { digest: locator.digest, offset, ...(opts.insist ? { insist: true } : {}) }, {
           signal,
           connectTimeoutMs: this.#opts.connectTimeoutMs,
           idleTimeoutMs: this.#opts.idleTimeoutMs,
@@ -66,21 +69,24 @@ export class PeerBlobSource implements BlobSource {
             this.#busy.set(id, Date.now());
             this.#opts.onTransfer?.('busy');
           }
+          opts?.note?.(`peer ${shortPeer(id)} ${answer.status}`);
           continue;
         }
         let served = this.#servedBy.get(locator.digest);
         if (!served) this.#servedBy.set(locator.digest, (served = new Set()));
         served.add(id);
-        answer.body.once('error', () => {
+        answer.body.once('error', (err: Error) => {
           this.#failed.set(id, Date.now());
-          this.#opts.onTransfer?.('failed');
+          this.#opts.onTransfer?.(err.message.startsWith('peer stalled') ? 'stalled' : 'failed');
         });
         answer.body.once('end', () => this.#opts.onTransfer?.('ok'));
         this.#opts.logger.debug({ digest: locator.digest, peer: id, offset, complete: answer.header.complete }, 'fetching from peer');
+        opts?.note?.(`from peer ${shortPeer(id)} (found in ${lookupMs} ms${answer.header.complete ? '' : ', still downloading it'})`);
         return { size: answer.header.size ?? undefined, offset, body: answer.body };
       } catch (err) {
         this.#failed.set(id, Date.now());
         this.#opts.onTransfer?.('failed');
+        opts?.note?.(`peer ${shortPeer(id)} failed: ${(err as Error).message}`);
         this.#opts.logger.debug({ digest: locator.digest, peer: id, err: (err as Error).message }, 'peer request failed');
       }
     }
@@ -124,4 +130,9 @@ export class PeerBlobSource implements BlobSource {
     const busyRecently = (p: PeerId): number => (now - (this.#busy.get(p.toString()) ?? 0) < 2_000 ? 1 : 0);
     return providers.sort((a, b) => busyRecently(a) - busyRecently(b));
   }
+}
+
+/** `12D3KooW…ab12cd`: enough to tell peers apart in a one-line explanation. */
+export function shortPeer(id: string): string {
+  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id;
 }
