@@ -3,7 +3,7 @@
 #   - Node.js >= 22 (Node 24 from the npm registry into .tools/ when the machine's is older),
 #   - pnpm (into .tools/ when missing), and the workspace's dependencies;
 #   - with --system: the Debian packages the end-to-end tests drive
-#     (docker-registry, containerd, skopeo), when they are missing.
+#     (docker-registry, containerd, skopeo, chromium), when they are missing.
 # Prints the PATH to use; `source scripts/env.sh` applies it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +50,7 @@ if $want_system; then
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
   command -v containerd >/dev/null 2>&1 || missing+=(containerd)
   command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+  [ -x /usr/bin/chromium ] || missing+=(chromium) # the dashboard test drives it headless (playwright-core)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "setup.sh: the tests need ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2

@@ -1,4 +1,7 @@
-import type { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { statfs } from 'node:fs/promises';
+import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BlobIngest } from './blob-ingest.ts';
 import { EventEmitter } from 'node:events';
@@ -19,6 +22,8 @@ export interface BlobHandle {
   read(start?: number, end?: number): Readable;
   /** Bytes readable right now: the size when stored, the bytes written so far while fetching. */
   available(): number;
+  /** Set when the bytes are streamed from a source without being stored (the disk is full): why. */
+  uncached?: string;
 }
 
 /** One source tried during one fetch: what `peerpull explain` shows as "peer busy, seed timeout, upstream". */
@@ -95,6 +100,8 @@ export class BlobResolver {
   readonly #fetches = new Map<Digest, Promise<Fetch>>();
   readonly #tainted = new Map<Digest, number>();
   readonly #active = new Map<Fetch, { locator: BlobLocator; startedAt: number }>();
+  /** Set while the store's disk is full: misses are streamed from their sources without being stored. */
+  #diskFull: { since: number; reason: string } | undefined;
   /**
    * `fetch-started` (locator): a node announces what it is downloading before it has it.
    * `fetch-finished` (FetchTrace): where a fetch got its bytes and what each source said.
@@ -131,8 +138,21 @@ export class BlobResolver {
   async open(locator: BlobLocator): Promise<BlobHandle> {
     const local = this.#localHandle(locator.digest);
     if (local) return local;
-    const pending = this.#ensureFetch(locator);
-    const fetch = await pending;
+    if (this.#diskFull && !this.#fetches.has(locator.digest)) {
+      const direct = await this.#directIfStillFull(locator);
+      if (direct) return direct;
+    }
+    let fetch: Fetch;
+    try {
+      fetch = await this.#ensureFetch(locator);
+    } catch (err) {
+      // No room even for the temp file: serve it without the store.
+      if (!isNoSpaceError(err)) throw err;
+      this.#enterDiskFull(err);
+      const direct = await this.#directIfStillFull(locator);
+      if (direct) return direct;
+      throw err;
+    }
     try {
       await fetch.ingest.ready();
     } catch (err) {
@@ -272,7 +292,7 @@ export class BlobResolver {
     const started = performance.now();
     let lastError: unknown;
     const controller = new AbortController();
-    for (let round = 0; round <= BUSY_ROUNDS; round++) {
+    rounds: for (let round = 0; round <= BUSY_ROUNDS; round++) {
       let busy = false;
       for (const source of this.#sources) {
         // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
@@ -299,6 +319,8 @@ export class BlobResolver {
             }
             this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
             if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) break;
+            // A source that did not even answer within its deadline gets no second attempt: it would double the client's wait.
+            if ((err as { cause?: { code?: string } }).cause?.code === 'UND_ERR_HEADERS_TIMEOUT') break;
             continue;
           }
           if (!opened) {
@@ -324,7 +346,8 @@ export class BlobResolver {
               throw new Error(`${source.name} closed the stream at ${ingest.written} of ${ingest.size} bytes`);
             }
             await ingest.complete();
-            if (ingest.state === 'failed') tried('failed', 'bytes did not match the digest');
+            if (ingest.state === 'failed' && isNoSpaceError(ingest.error)) this.#enterDiskFull(ingest.error);
+            if (ingest.state === 'failed') tried('failed', isNoSpaceError(ingest.error) ? 'disk full' : 'bytes did not match the digest');
             else tried('ok');
             this.#finished(fetch, locator, started);
             return;
@@ -336,6 +359,11 @@ export class BlobResolver {
             this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
             if ((err as Error).message.startsWith('size mismatch')) break;
             if (ingest.state !== 'writing') return;
+            if (isNoSpaceError(err)) {
+              // Another source would not help: the store cannot take the bytes. Later requests stream around it.
+              this.#enterDiskFull(err);
+              break rounds;
+            }
           }
         }
       }
@@ -344,7 +372,7 @@ export class BlobResolver {
       // by now other nodes provide it, so go round again, peers first.
       await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
     }
-    if (ingest.written > 0) this.#tainted.set(locator.digest, Date.now());
+    if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#tainted.set(locator.digest, Date.now());
     await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
     this.#logger.warn({ digest: locator.digest, written: ingest.written, err: ingest.error?.message }, 'blob fetch failed at every source');
   }
@@ -383,6 +411,114 @@ export class BlobResolver {
     }
   }
 
+  /** The store's disk is full: until it has room again, misses are streamed from their sources, unstored. */
+  #enterDiskFull(err: unknown): void {
+    if (this.#diskFull) return;
+    this.#diskFull = { since: Date.now(), reason: (err as Error).message };
+    this.#logger.warn({ dir: this.#store.dir, err: (err as Error).message }, 'disk full: serving blobs from their sources without caching them until the store has room again');
+  }
+
+  /** A handle that streams from the sources when the disk is still too full for this blob; undefined once it has room. */
+  async #directIfStillFull(locator: BlobLocator): Promise<BlobHandle | undefined> {
+    const { size, source } = await this.stat(locator);
+    let free = 0;
+    let margin = DISK_FULL_MARGIN_BYTES;
+    try {
+      const fs = await statfs(this.#store.dir);
+      free = fs.bavail * fs.bsize;
+      margin = Math.min(DISK_FULL_MARGIN_BYTES, (fs.blocks * fs.bsize) / 10);
+    } catch {
+      free = 0;
+    }
+    if (free >= size + margin) {
+      this.#logger.info({ dir: this.#store.dir, freeBytes: free, fullSeconds: Math.round((Date.now() - (this.#diskFull?.since ?? Date.now())) / 1000) }, 'disk has room again: caching blobs again');
+      this.#diskFull = undefined;
+      return undefined;
+    }
+    return {
+      digest: locator.digest,
+      size,
+      source,
+      uncached: 'disk full',
+      read: (start = 0, end = size - 1) => this.#directStream(locator, size, start, end),
+      available: () => 0,
+    };
+  }
+
+  /**
+   * Bytes [start, end] straight from the sources (resuming at the next source if one breaks off), stored
+   * nowhere. A whole-blob read is hashed and its last chunk held back until the digest matched, so even
+   * here no client gets a complete-looking wrong blob.
+   */
+  #directStream(locator: BlobLocator, size: number, start: number, end: number): Readable {
+    const out = new PassThrough();
+    const controller = new AbortController();
+    out.once('close', () => controller.abort());
+    const verify = start === 0 && end === size - 1;
+    const hash = verify ? createHash('sha256') : undefined;
+    const send = async (chunk: Buffer): Promise<void> => {
+      if (!out.write(chunk)) await once(out, 'drain', { signal: controller.signal });
+    };
+    void (async () => {
+      let position = start;
+      let held: Buffer | undefined;
+      let lastError: unknown;
+      for (const source of this.#sources) {
+        if (position > end || controller.signal.aborted) break;
+        let opened;
+        try {
+          opened = await source.open(locator, position, controller.signal);
+        } catch (err) {
+          lastError = err;
+          continue;
+        }
+        if (!opened) continue;
+        try {
+          let skip = position - opened.offset;
+          for await (let chunk of opened.body as AsyncIterable<Buffer>) {
+            if (skip > 0) {
+              if (chunk.length <= skip) {
+                skip -= chunk.length;
+                continue;
+              }
+              chunk = chunk.subarray(skip);
+              skip = 0;
+            }
+            if (chunk.length > end - position + 1) chunk = chunk.subarray(0, end - position + 1);
+            hash?.update(chunk);
+            position += chunk.length;
+            this.#metrics?.bytesFetched.inc({ source: source.name }, chunk.length);
+            if (verify) {
+              if (held) await send(held);
+              held = chunk;
+            } else {
+              await send(chunk);
+            }
+            if (position > end) break;
+          }
+        } catch (err) {
+          lastError = err;
+        }
+        opened.body.on('error', () => undefined).destroy();
+      }
+      if (controller.signal.aborted) return;
+      if (position <= end) {
+        out.destroy(lastError instanceof Error ? lastError : new Error(`no source could send ${locator.digest} from ${position}`));
+        return;
+      }
+      if (hash) {
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (actual !== locator.digest) {
+          this.#logger.error({ digest: locator.digest, actual }, 'blob streamed without caching did not verify: response aborted');
+          out.destroy(new Error(`digest mismatch: expected ${locator.digest}, got ${actual}`));
+          return;
+        }
+      }
+      out.end(held);
+    })().catch((err: unknown) => out.destroy(err as Error));
+    return out;
+  }
+
   #missError(locator: BlobLocator, err: unknown): OciError {
     if (err instanceof UpstreamError && err.kind === 'rate-limited') {
       const headers: Record<string, string> = err.retryAfterMs !== undefined ? { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } : {};
@@ -392,4 +528,15 @@ export class BlobResolver {
     // A fast 404 makes containerd try its next host (ultimately the registry itself).
     return new OciError(404, 'BLOB_UNKNOWN', `blob ${locator.digest} unavailable: ${why}`);
   }
+}
+
+/** Free space beyond a blob's size (at most; 10 % of a smaller disk) before the store takes new blobs again after it was full. */
+const DISK_FULL_MARGIN_BYTES = 64 * 1024 * 1024;
+
+/** The disk (or the quota) is full. */
+export function isNoSpaceError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return true;
+  // LevelDB reports it as an IO error with the OS message.
+  return /No space left on device|ENOSPC|Disk quota exceeded/.test(e?.message ?? '') || (e?.cause !== undefined && e.cause !== err && isNoSpaceError(e.cause));
 }

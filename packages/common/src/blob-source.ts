@@ -23,6 +23,8 @@ export interface SourceBody {
 export interface OpenOptions {
   /** Set after sources said "busy" for a while: a source that sheds load must serve now. */
   insist?: boolean;
+  /** A source may say what it did, for the fetch's trace (`peerpull explain`): "no provider in 300 ms", "from peer 12D3…". */
+  note?: (detail: string) => void;
 }
 
 /** A source that has the blob but sheds load: ask elsewhere first, then come back. */

@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -8,6 +7,7 @@ import { Level } from 'level';
 import type { Logger } from 'pino';
 import { BlobIngest, DigestMismatchError } from './blob-ingest.ts';
 import { digestHex, isDigest, sha256Digest, type Digest } from './digest.ts';
+import { FileRangeStream } from './file-range-stream.ts';
 
 export type ContentKind = 'blob' | 'manifest';
 
@@ -38,7 +38,6 @@ export interface ContentStoreOptions {
   logger: Logger;
 }
 
-const READ_HIGH_WATER_MARK = 1024 * 1024;
 const ACCESS_FLUSH_MS = 10_000;
 
 /**
@@ -126,11 +125,8 @@ export class ContentStore extends EventEmitter {
     if (!info) throw new Error(`${digest} is not in the store`);
     this.#touch(info);
     this.#lease(digest);
-    const stream = createReadStream(this.blobPath(digest), {
-      start,
-      end: end ?? info.size - 1,
-      highWaterMark: READ_HIGH_WATER_MARK,
-    });
+    // Piped into an HTTP response, it reads into pooled buffers (no per-read garbage).
+    const stream = new FileRangeStream(this.blobPath(digest), start, end ?? info.size - 1);
     stream.once('close', () => this.#release(digest));
     stream.once('error', (err) => {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') void this.remove(digest, 'file missing');

@@ -1,4 +1,5 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { recentProblems } from './recent-problems.ts';
 
 export type { Logger };
 
@@ -12,6 +13,13 @@ export function createLogger(opts: { level: string; service: string; destination
       base: { service: opts.service },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.password', '*.token'], censor: '[redacted]' },
+      // Warnings and errors are also kept in memory for `peerpull status` ("last errors").
+      hooks: {
+        logMethod(args, method, level) {
+          if (level >= 40) recentProblems.record(level, args);
+          return method.apply(this, args);
+        },
+      },
     },
     pino.destination({ dest: opts.destination ?? 1, sync: false }),
   );

@@ -3,10 +3,12 @@ import type { SourceName } from './blob-source.ts';
 import type { ContentStore, TagRecord } from './content-store.ts';
 import { sha256Digest, type Digest } from './digest.ts';
 import type { ManifestLocator, ManifestSource, TagResolution } from './manifest-source.ts';
+import type { MirrorMetrics } from './metrics.ts';
 import { sniffManifestMediaType } from './media-types.ts';
 import { OciError } from './oci-error.ts';
 import { SingleFlight } from './single-flight.ts';
 import { UpstreamError } from './upstream-client.ts';
+import { isNoSpaceError } from './blob-resolver.ts';
 
 const LAST_PULLED_RESOLUTION_MS = 60_000;
 
@@ -39,6 +41,8 @@ export interface ManifestResolverOptions {
   /** Deadline for one source to answer one manifest or tag request. */
   sourceTimeoutMs?: number;
   now?: () => number;
+  /** Counts tag resolutions by outcome (fresh/revalidated/stale/pinned/not_found/failed). */
+  metrics?: MirrorMetrics;
 }
 
 /**
@@ -54,6 +58,7 @@ export class ManifestResolver {
   readonly #policy: (locator: ManifestLocator, tag: string) => TagPolicy;
   readonly #timeoutMs: number;
   readonly #now: () => number;
+  readonly #metrics: MirrorMetrics | undefined;
   readonly #tagFlights = new SingleFlight<ResolvedManifest>();
   readonly #digestFlights = new SingleFlight<ResolvedManifest>();
 
@@ -65,6 +70,7 @@ export class ManifestResolver {
     this.#policy = opts.tagPolicy;
     this.#timeoutMs = opts.sourceTimeoutMs ?? 15_000;
     this.#now = opts.now ?? Date.now;
+    this.#metrics = opts.metrics;
   }
 
   static tagKey(locator: ManifestLocator, tag: string): string {
@@ -74,15 +80,27 @@ export class ManifestResolver {
   async byTag(locator: ManifestLocator, tag: string): Promise<ResolvedManifest> {
     const key = ManifestResolver.tagKey(locator, tag);
     const policy = this.#policy(locator, tag);
-    if (policy.pinned) return this.byDigest(locator, policy.pinned);
+    const count = (outcome: string): void => this.#metrics?.tagResolutions.inc({ outcome });
+    if (policy.pinned) {
+      count('pinned');
+      return this.byDigest(locator, policy.pinned);
+    }
     const cached = await this.#store.getTag(key);
     if (cached && this.#now() - cached.validatedAt < policy.ttlMs && this.#store.has(cached.digest)) {
       if (this.#now() - (cached.lastPulledAt ?? 0) > LAST_PULLED_RESOLUTION_MS) {
         await this.#store.putTag(key, { ...cached, lastPulledAt: this.#now() });
       }
+      count('fresh');
       return this.#fromStore(cached.digest, 'local');
     }
-    return this.#tagFlights.run(key, () => this.#revalidate(locator, tag, key, cached, policy));
+    try {
+      const manifest = await this.#tagFlights.run(key, () => this.#revalidate(locator, tag, key, cached, policy));
+      count(manifest.staleAgeMs === undefined ? 'revalidated' : 'stale');
+      return manifest;
+    } catch (err) {
+      count(err instanceof OciError && err.status === 404 ? 'not_found' : 'failed');
+      throw err;
+    }
   }
 
   /** Asks the sources now, whatever the TTL says (used by `refresh`). */
@@ -119,7 +137,12 @@ export class ManifestResolver {
         continue;
       }
       const validatedAt = this.#now() - (resolution.ageMs ?? 0);
-      await this.#store.putTag(key, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.body.length, validatedAt, lastPulledAt: this.#now() });
+      try {
+        await this.#store.putTag(key, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.body.length, validatedAt, lastPulledAt: this.#now() });
+      } catch (err) {
+        if (!isNoSpaceError(err)) throw err;
+        this.#logger.warn({ tag: key, err: (err as Error).message }, 'disk full: tag resolved without caching it');
+      }
       if (cached && cached.digest !== manifest.digest) {
         this.#logger.info({ tag: key, from: cached.digest, to: manifest.digest, source: source.name }, 'tag moved');
       }
@@ -177,7 +200,13 @@ export class ManifestResolver {
     if (actual !== digest) {
       throw new Error(`manifest from ${source} does not match its digest: expected ${digest}, got ${actual}`);
     }
-    await this.#store.putBuffer(digest, body, { kind: 'manifest', mediaType });
+    try {
+      await this.#store.putBuffer(digest, body, { kind: 'manifest', mediaType });
+    } catch (err) {
+      // Verified above: with the disk full it is still served, only not cached.
+      if (!isNoSpaceError(err)) throw err;
+      this.#logger.warn({ digest, err: (err as Error).message }, 'disk full: manifest served without caching it');
+    }
     return { digest, mediaType, body, source };
   }
 

@@ -18,6 +18,22 @@ export class MirrorMetrics {
   readonly peersConnected: Gauge;
   readonly peersQuarantined: Gauge;
   readonly peerLookupSeconds: Histogram<'found'>;
+  readonly upstreamRequests: Counter<'registry' | 'code'>;
+  readonly upstreamRateLimited: Counter<'registry'>;
+  readonly upstreamRateLimitRemaining: Gauge<'registry'>;
+  readonly upstreamRateLimitLimit: Gauge<'registry'>;
+  readonly upstreamBackoffSeconds: Gauge<'registry'>;
+  readonly cacheMaxBytes: Gauge;
+  readonly cacheEvictions: Counter;
+  readonly tagResolutions: Counter<'outcome'>;
+  readonly dhtRoutingTableSize: Gauge;
+  readonly advertisedKeys: Gauge;
+  readonly peerProvideSeconds: Histogram<'result'>;
+  readonly pullReports: Counter<'outcome'>;
+  readonly ready: Gauge;
+  readonly info: Gauge<'version' | 'service'>;
+  /** Set by the service: what `peerpull_ready` reports at each scrape. */
+  readinessCheck: (() => Promise<boolean>) | undefined;
 
   constructor(prefix = 'peerpull') {
     collectDefaultMetrics({ register: this.registry, prefix: `${prefix}_` });
@@ -50,7 +66,7 @@ export class MirrorMetrics {
     this.seedUp = new Gauge({ name: `${prefix}_seed_up`, help: 'Whether each configured seed is answering (0 while skipped after a failure)', labelNames: ['seed'], registers: [this.registry] });
     this.peerTransfers = new Counter({
       name: `${prefix}_peer_transfers_total`,
-      help: 'Blob transfers between peers by direction (download/upload) and outcome (ok/busy/failed/corrupt/aborted)',
+      help: 'Blob transfers between peers by direction (download/upload) and outcome (ok/busy/stalled/failed/corrupt/aborted)',
       labelNames: ['direction', 'outcome'],
       registers: [this.registry],
     });
@@ -65,5 +81,80 @@ export class MirrorMetrics {
       registers: [this.registry],
     });
     this.cacheEntries = new Gauge({ name: `${prefix}_cache_entries`, help: 'Blobs and manifests held in the content store', registers: [this.registry] });
+    this.upstreamRequests = new Counter({
+      name: `${prefix}_upstream_requests_total`,
+      help: 'Requests to upstream registries (token requests excluded), by registry and HTTP status code ("error": no response)',
+      labelNames: ['registry', 'code'],
+      registers: [this.registry],
+    });
+    this.upstreamRateLimited = new Counter({
+      name: `${prefix}_upstream_rate_limited_total`,
+      help: 'Upstream answers 429 Too Many Requests, by registry',
+      labelNames: ['registry'],
+      registers: [this.registry],
+    });
+    this.upstreamRateLimitRemaining = new Gauge({
+      name: `${prefix}_upstream_ratelimit_remaining`,
+      help: 'Pulls left in the current window as the registry last said (Docker Hub ratelimit-remaining)',
+      labelNames: ['registry'],
+      registers: [this.registry],
+    });
+    this.upstreamRateLimitLimit = new Gauge({
+      name: `${prefix}_upstream_ratelimit_limit`,
+      help: 'Pulls allowed per window as the registry last said (Docker Hub ratelimit-limit)',
+      labelNames: ['registry'],
+      registers: [this.registry],
+    });
+    this.upstreamBackoffSeconds = new Gauge({
+      name: `${prefix}_upstream_backoff_seconds`,
+      help: 'Seconds left before requests go to this registry again after a 429 (0: not backing off)',
+      labelNames: ['registry'],
+      registers: [this.registry],
+    });
+    this.cacheMaxBytes = new Gauge({ name: `${prefix}_cache_max_bytes`, help: 'Size the content store is evicted down to (cache-size)', registers: [this.registry] });
+    this.cacheEvictions = new Counter({ name: `${prefix}_cache_evictions_total`, help: 'Blobs and manifests evicted to keep the store under cache-size', registers: [this.registry] });
+    this.tagResolutions = new Counter({
+      name: `${prefix}_tag_resolutions_total`,
+      help: 'Tag resolutions by outcome: fresh (cached, within TTL), revalidated (a source answered), stale (served past TTL because every source failed), pinned, not_found, failed',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.dhtRoutingTableSize = new Gauge({ name: `${prefix}_dht_routing_table_size`, help: 'Peers in the kad-dht routing table', registers: [this.registry] });
+    this.advertisedKeys = new Gauge({ name: `${prefix}_advertised_keys`, help: 'Blob digests and tags this node provides in the DHT (Spegel: spegel_advertised_keys)', registers: [this.registry] });
+    this.peerProvideSeconds = new Histogram({
+      name: `${prefix}_peer_provide_seconds`,
+      help: 'Time to announce a key in the DHT, by result (ok/failed)',
+      labelNames: ['result'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
+      registers: [this.registry],
+    });
+    this.pullReports = new Counter({
+      name: `${prefix}_pull_reports_total`,
+      help: 'Pull records sent to the seed\'s audit log, by outcome (sent/dropped: the seed was unreachable or the queue was full)',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    const metrics = this;
+    this.ready = new Gauge({
+      name: `${prefix}_ready`,
+      help: 'Whether /readyz answers ready (daemon: the store is writable and a source is usable)',
+      registers: [this.registry],
+      // Evaluated at each scrape, so it is right even when nothing else asked /readyz.
+      async collect() {
+        if (metrics.readinessCheck) this.set((await metrics.readinessCheck()) ? 1 : 0);
+      },
+    });
+    this.info = new Gauge({ name: `${prefix}_build_info`, help: 'Always 1; the version and service as labels', labelNames: ['version', 'service'], registers: [this.registry] });
   }
+}
+
+/** A counter's (or gauge's) current values summed per value of one label, e.g. bytes served by source. */
+export async function sumByLabel(metric: Counter<string> | Gauge<string>, label: string, where?: Record<string, string>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const { labels, value } of (await metric.get()).values) {
+    if (where && Object.entries(where).some(([k, v]) => labels[k] !== v)) continue;
+    const key = String(labels[label] ?? '');
+    out[key] = (out[key] ?? 0) + value;
+  }
+  return out;
 }

@@ -9,11 +9,13 @@ import { ManifestResolver, type TagPolicy } from './manifest-resolver.ts';
 import type { ManifestLocator, ManifestSource } from './manifest-source.ts';
 import { MirrorMetrics } from './metrics.ts';
 import { startMetricsServer } from './metrics-server.ts';
-import { createMirrorServer, type MirrorServer } from './mirror-server.ts';
+import { createMirrorServer, readinessProblem, type MirrorServer } from './mirror-server.ts';
 import { RegistryAllowlist } from './registry-allowlist.ts';
 import { UpstreamBlobSource } from './upstream-blob-source.ts';
 import { UpstreamClient } from './upstream-client.ts';
 import { UpstreamManifestSource } from './upstream-manifest-source.ts';
+import type { PullEvent } from './pull-report.ts';
+import { PEERPULL_VERSION } from './version.ts';
 
 /** Settings the daemon and the seed share. */
 export interface MirrorServiceConfig {
@@ -27,6 +29,8 @@ export interface MirrorServiceConfig {
   upstreamConnectTimeoutMs: number;
   upstreamTimeoutMs: number;
   upstreamIdleTimeoutMs: number;
+  /** Deadline for a client to send a whole request (headers and body); slower clients are cut off. */
+  clientTimeoutMs?: number | undefined;
 }
 
 /** The parts a service plugs in: its sources (around the upstream) and tag policy. */
@@ -48,6 +52,8 @@ export interface MirrorServiceParts {
   beforeScrape?: () => void;
   /** Runs before the rest of close(). */
   beforeClose?: () => Promise<void>;
+  /** Sees every answered GET of a manifest or blob (see RegistryApiOptions.onPull). */
+  onPull?: (event: PullEvent) => void;
 }
 
 export interface RunningMirrorService {
@@ -59,6 +65,8 @@ export interface RunningMirrorService {
   upstream: UpstreamClient;
   blobs: BlobResolver;
   manifests: ManifestResolver;
+  /** Why /readyz says unready, or undefined when ready. */
+  readinessProblem(): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -74,7 +82,16 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
 
   const store = await ContentStore.open({ dir: config.data, maxBytes: config.cacheSize, logger: logger.child({ component: 'store' }) });
   const metrics = parts.metrics ?? new MirrorMetrics();
+  metrics.info.set({ version: PEERPULL_VERSION, service: parts.service }, 1);
+  metrics.cacheMaxBytes.set(config.cacheSize);
+  store.on('removed', (_info: unknown, reason: string) => {
+    if (reason.startsWith('evicted')) metrics.cacheEvictions.inc();
+  });
   const upstream = new UpstreamClient({
+    onResponse: (registry, code) => {
+      metrics.upstreamRequests.inc({ registry, code });
+      if (code === '429') metrics.upstreamRateLimited.inc({ registry });
+    },
     authFile,
     logger: logger.child({ component: 'upstream' }),
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
@@ -95,8 +112,15 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
     logger: logger.child({ component: 'manifests' }),
     tagPolicy: parts.tagPolicy,
     sourceTimeoutMs: config.upstreamTimeoutMs,
+    metrics,
   });
-  const service = { allowlist, store, metrics, upstream, blobs, manifests };
+  const readiness = async (): Promise<string | undefined> => {
+    const problem = await readinessProblem(store, parts.readiness);
+    metrics.ready.set(problem === undefined ? 1 : 0);
+    return problem;
+  };
+  metrics.readinessCheck = async () => (await readiness()) === undefined;
+  const service = { allowlist, store, metrics, upstream, blobs, manifests, readinessProblem: readiness };
 
   let app: MirrorServer | undefined;
   let metricsServer: Server | undefined;
@@ -110,7 +134,9 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       blobs,
       metrics,
       ...(parts.readiness ? { readiness: parts.readiness } : {}),
+      ...(parts.onPull ? { onPull: parts.onPull } : {}),
       ...(parts.peerFanout !== undefined ? { peerFanout: parts.peerFanout } : {}),
+      ...(config.clientTimeoutMs !== undefined ? { clientTimeoutMs: config.clientTimeoutMs } : {}),
     });
     await parts.extend?.(app, service);
     await app.listen({ host: listen.host, port: listen.port });
@@ -118,8 +144,9 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       metricsServer = await startMetricsServer(metrics, metricsListen.host, metricsListen.port, () => {
         metrics.cacheBytes.set(store.totalBytes);
         metrics.cacheEntries.set(store.entries);
+        collectRateLimits(upstream, metrics);
         parts.beforeScrape?.();
-      });
+      }, readiness);
     }
   } catch (err) {
     await app?.close();
@@ -146,6 +173,16 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       await store.close();
     },
   };
+}
+
+/** Each registry's rate-limit state as it last answered (Docker Hub's ratelimit-* headers, 429 back-off). */
+function collectRateLimits(upstream: UpstreamClient, metrics: MirrorMetrics): void {
+  const now = Date.now();
+  for (const [registry, state] of upstream.rateLimits) {
+    if (state.remaining !== undefined) metrics.upstreamRateLimitRemaining.set({ registry }, state.remaining);
+    if (state.limit !== undefined) metrics.upstreamRateLimitLimit.set({ registry }, state.limit);
+    metrics.upstreamBackoffSeconds.set({ registry }, Math.max(0, ((state.backoffUntil ?? 0) - now) / 1000));
+  }
 }
 
 function boundAddress(bound: ReturnType<Server['address']>, fallback: string): string {

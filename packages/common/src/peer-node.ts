@@ -108,6 +108,11 @@ export class PeerNode {
     return this.libp2p.getPeers().length;
   }
 
+  /** Peers in the kad-dht routing table (0 if the DHT does not expose it). */
+  routingTableSize(): number {
+    return (this.libp2p.services.dht as unknown as { routingTable?: { size?: number } }).routingTable?.size ?? 0;
+  }
+
   /** Bootstrap targets learned at run time (the seeds' advertised addresses). */
   addBootstrap(addrs: string[]): void {
     let added = false;

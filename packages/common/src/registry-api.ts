@@ -207,6 +207,7 @@ async function sendBlob(
   const handle = await opts.blobs.open(locator);
   req.pull.source = handle.source;
   reply.header('content-type', 'application/octet-stream').header('x-peerpull-source', handle.source);
+  if (handle.uncached) reply.header('x-peerpull-uncached', handle.uncached);
   const rangeHeader = req.headers.range;
   if (rangeHeader !== undefined && handle.size !== undefined && !opts.blobs.mustResendWhole(target.digest)) {
     const range = parseRange(rangeHeader, handle.size);

@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Credentials } from './auth-file.ts';
+import { realmRefusal } from './redirect-policy.ts';
 
 /** A parsed `WWW-Authenticate` challenge. */
 export interface AuthChallenge {
@@ -28,6 +29,8 @@ interface CachedToken {
 
 export interface TokenRequest {
   registry: string;
+  /** The registry's endpoint: a realm on the node's own network is refused unless the registry is there too. */
+  endpoint?: URL;
   challenge: AuthChallenge;
   /** The scope to ask for when the challenge names none, e.g. `repository:library/nginx:pull`. */
   scope: string;
@@ -78,6 +81,8 @@ export class TokenCache {
     if (!realm) throw new Error(`registry ${req.registry} sent a Bearer challenge without a realm`);
     const url = new URL(realm);
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`token realm ${realm} is not http(s)`);
+    const refusal = req.endpoint ? realmRefusal(req.endpoint, url) : undefined;
+    if (refusal) throw new Error(`refusing token realm ${url.origin}: ${refusal}`);
     if (req.credentials && url.protocol !== 'https:' && !isLoopback(url.hostname)) {
       // Never send credentials in clear text to a realm the registry chose.
       throw new Error(`refusing to send credentials for ${req.registry} to a non-https token realm ${url.origin}`);

@@ -6,6 +6,7 @@ import type { AuthFile } from './auth-file.ts';
 import { sha256Digest, isDigest, type Digest } from './digest.ts';
 import { MAX_MANIFEST_BYTES, sniffManifestMediaType } from './media-types.ts';
 import { TokenCache, parseWwwAuthenticate } from './registry-auth.ts';
+import { redirectRefusal } from './redirect-policy.ts';
 import type { UpstreamRegistry } from './registry-allowlist.ts';
 
 export type UpstreamErrorKind = 'not-found' | 'unauthorized' | 'rate-limited' | 'unavailable' | 'invalid';
@@ -43,6 +44,8 @@ export interface UpstreamClientOptions {
   /** Longest `Retry-After` we wait out inline on a 429 before failing fast instead. */
   maxInlineRetryAfterMs?: number;
   dispatcher?: Dispatcher;
+  /** Sees every registry response (after redirects): its HTTP status, or 'error' when none came (metrics). */
+  onResponse?: (registry: string, code: string) => void;
 }
 
 export interface ManifestHead {
@@ -94,7 +97,8 @@ const MAX_REDIRECTS = 5;
  * so a stalled upstream becomes a prompt error instead of a hung client.
  */
 export class UpstreamClient {
-  readonly #opts: Required<Omit<UpstreamClientOptions, 'dispatcher'>>;
+  readonly #opts: Required<Omit<UpstreamClientOptions, 'dispatcher' | 'onResponse'>>;
+  readonly #onResponse: ((registry: string, code: string) => void) | undefined;
   readonly #dispatcher: Dispatcher;
   readonly #tokens: TokenCache;
   readonly #challenges = new Map<string, ReturnType<typeof parseWwwAuthenticate>>();
@@ -110,6 +114,7 @@ export class UpstreamClient {
       maxInlineRetryAfterMs: 2_000,
       ...opts,
     };
+    this.#onResponse = opts.onResponse;
     this.#dispatcher =
       opts.dispatcher ??
       new Agent({
@@ -255,13 +260,17 @@ export class UpstreamClient {
         res = await this.#requestFollowingRedirects(registry, req, authorization);
       } catch (err) {
         if (err instanceof UpstreamError) throw err;
-        if (req.signal.aborted || attempt >= this.#opts.retries || !isRetryableNetworkError(err)) {
+        this.#onResponse?.(registry.host, 'error');
+        // A deadline that expired is not retried: the client already waited it out once (blob GETs have no
+        // overall deadline, so each retry would add a whole headers timeout to the client's wait).
+        if (req.signal.aborted || attempt >= this.#opts.retries || !isRetryableNetworkError(err) || (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT') {
           throw new UpstreamError('unavailable', registry.host, `${registry.host}: ${describeNetworkError(err, req.signal)}`, { cause: err });
         }
         await this.#backoff(attempt++, req.signal, registry, err);
         continue;
       }
       this.#recordRateLimit(registry.host, res);
+      this.#onResponse?.(registry.host, String(res.statusCode));
       if (res.statusCode === 401 && !authRetried) {
         const challenge = parseWwwAuthenticate(header(res, 'www-authenticate'));
         if (challenge) {
@@ -294,7 +303,7 @@ export class UpstreamClient {
 
   async #authorization(registry: UpstreamRegistry, scope: string, signal: AbortSignal): Promise<string | undefined> {
     const challenge = this.#challenges.get(registry.host);
-    const credentials = this.#opts.authFile.get(registry.host);
+    const credentials = this.#opts.authFile.get(registry.host, repositoryOfScope(scope));
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
       return credentials ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` : undefined;
@@ -302,7 +311,7 @@ export class UpstreamClient {
     // Token requests are small requests: they get the deadline even when the caller's signal has none (blobs).
     const tokenSignal = this.#deadline(signal);
     try {
-      const token = await this.#tokens.token({ registry: registry.host, challenge: withScope(challenge, scope), scope, credentials, signal: tokenSignal });
+      const token = await this.#tokens.token({ registry: registry.host, endpoint: registry.endpoint, challenge: withScope(challenge, scope), scope, credentials, signal: tokenSignal });
       return `Bearer ${token}`;
     } catch (err) {
       // A token endpoint that is down or slow is an outage (retry elsewhere); one that refused us is auth.
@@ -329,9 +338,16 @@ export class UpstreamClient {
       if (![301, 302, 303, 307, 308].includes(res.statusCode) || !location) return res;
       await res.body.dump();
       if (hop >= MAX_REDIRECTS) throw new UpstreamError('invalid', registry.host, `${registry.host}: too many redirects for ${req.path}`);
-      const next = new URL(location, url);
-      if (next.protocol !== 'https:' && !(next.protocol === 'http:' && url.protocol === 'http:')) {
-        throw new UpstreamError('invalid', registry.host, `${registry.host}: refusing redirect from ${url.protocol} to ${next.protocol}//${next.host}`);
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new UpstreamError('invalid', registry.host, `${registry.host}: unparseable redirect for ${req.path}`);
+      }
+      // See redirect-policy.ts: same origin, or https to a host that is not on the node's own network.
+      const refusal = redirectRefusal(registry.endpoint, url, next);
+      if (refusal) {
+        throw new UpstreamError('invalid', registry.host, `${registry.host}: refusing redirect for ${req.path} to ${next.protocol}//${next.host}: ${refusal}`);
       }
       url = next;
     }
@@ -367,6 +383,11 @@ export class UpstreamClient {
     if (status >= 500) return new UpstreamError('unavailable', registry.host, `${registry.host}: ${what}: upstream error ${status}`, { status });
     return new UpstreamError('invalid', registry.host, `${registry.host}: ${what}: unexpected status ${status}`, { status });
   }
+}
+
+/** `repository:library/nginx:pull` → `library/nginx`. */
+function repositoryOfScope(scope: string): string | undefined {
+  return /^repository:(.+):[a-z,*]+$/.exec(scope)?.[1];
 }
 
 function withScope(challenge: NonNullable<ReturnType<typeof parseWwwAuthenticate>>, scope: string) {

@@ -49,7 +49,7 @@ export class DaemonPeer {
     this.#logger = logger;
     this.#metrics = metrics;
     this.#uploadLimit = config.uploadLimit;
-    this.routing = new PeerRouting(node, logger);
+    this.routing = new PeerRouting(node, logger, metrics);
     this.blobSource = new PeerBlobSource({
       node,
       routing: this.routing,
@@ -108,6 +108,8 @@ export class DaemonPeer {
   collectMetrics(): void {
     this.#metrics.peersConnected.set(this.node.connectedPeers());
     this.#metrics.peersQuarantined.set(this.blobSource.quarantinedPeers().length);
+    this.#metrics.dhtRoutingTableSize.set(this.node.routingTableSize());
+    this.#metrics.advertisedKeys.set(this.routing.providedCount);
   }
 
   async stop(): Promise<void> {

@@ -11,20 +11,15 @@ interface LayoutDescriptor {
 
 /**
  * A minimal read-only registry serving OCI image layouts from disk: the demo's embedded,
- * offline "upstream". (Tests use the real distribution registry instead.) It counts the
- * bytes it sends, which is exactly what the demo reports as WAN traffic.
+ * offline "upstream" (`--real` and the tests use the real distribution registry instead).
+ * It counts the body bytes it sends, which is what the demo reports as upstream traffic.
+ * The WAN in front of it is emulated by a WanLink relay (wan-link.ts).
  */
 export class LayoutRegistry {
-  readonly #link: WanLink | undefined;
   readonly #repos = new Map<string, { dir: string; tags: Map<string, LayoutDescriptor> }>();
   #server: Server | undefined;
   bytesSent = 0;
   blobRequests = 0;
-
-  /** `rateBytesPerSecond`/`latencyMs` emulate the WAN link to a remote registry, shared by all requests. */
-  constructor(opts: { rateBytesPerSecond?: number; latencyMs?: number } = {}) {
-    this.#link = opts.rateBytesPerSecond || opts.latencyMs ? new WanLink(opts.rateBytesPerSecond ?? 0, opts.latencyMs ?? 0) : undefined;
-  }
 
   /** Serves the layout in `dir` as `repository` (tags from `org.opencontainers.image.ref.name`). */
   addRepository(repository: string, dir: string): void {
@@ -38,11 +33,7 @@ export class LayoutRegistry {
   }
 
   async listen(host = '127.0.0.1', port = 0): Promise<string> {
-    this.#server = createServer((req, res) => {
-      const handle = (): void => this.#handle(req.method ?? 'GET', req.url ?? '/', res);
-      if (this.#link?.latencyMs) setTimeout(handle, this.#link.latencyMs);
-      else handle();
-    });
+    this.#server = createServer((req, res) => this.#handle(req.method ?? 'GET', req.url ?? '/', res));
     await new Promise<void>((resolve) => this.#server?.listen(port, host, resolve));
     const address = this.#server.address();
     if (!address || typeof address === 'string') throw new Error('no address');
@@ -93,38 +84,6 @@ export class LayoutRegistry {
     }
     if (match[2] === 'blobs') this.blobRequests++;
     this.bytesSent += size;
-    if (!this.#link?.rate) {
-      createReadStream(file).pipe(res);
-      return;
-    }
-    void this.#link.send(createReadStream(file, { highWaterMark: 64 * 1024 }), res);
-  }
-}
-
-/** A shared token bucket: every response's bytes pass through one link of a fixed rate. */
-class WanLink {
-  readonly rate: number;
-  readonly latencyMs: number;
-  #nextFree = 0;
-
-  constructor(rateBytesPerSecond: number, latencyMs: number) {
-    this.rate = rateBytesPerSecond;
-    this.latencyMs = latencyMs;
-  }
-
-  async send(source: AsyncIterable<Buffer>, res: import('node:http').ServerResponse): Promise<void> {
-    try {
-      for await (const chunk of source) {
-        const now = performance.now();
-        const start = Math.max(now, this.#nextFree);
-        this.#nextFree = start + (chunk.length / this.rate) * 1000;
-        if (this.#nextFree - now > 1) await new Promise((r) => setTimeout(r, this.#nextFree - now));
-        if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
-        if (res.destroyed) return;
-      }
-      res.end();
-    } catch {
-      res.destroy();
-    }
+    createReadStream(file).pipe(res);
   }
 }

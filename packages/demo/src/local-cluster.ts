@@ -3,6 +3,7 @@ import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { trackChild } from './processes.ts';
 
 export interface ClusterNode {
   name: string;
@@ -57,7 +58,10 @@ export class LocalCluster {
   readonly daemons: ClusterNode[];
   readonly clusterKeyFile: string | undefined;
 
-  private constructor(seed: ClusterNode | undefined, daemons: ClusterNode[], clusterKeyFile: string | undefined) {
+  readonly #opts: LocalClusterOptions;
+
+  private constructor(opts: LocalClusterOptions, seed: ClusterNode | undefined, daemons: ClusterNode[], clusterKeyFile: string | undefined) {
+    this.#opts = opts;
     this.seed = seed;
     this.daemons = daemons;
     this.clusterKeyFile = clusterKeyFile;
@@ -71,37 +75,36 @@ export class LocalCluster {
       clusterKeyFile = path.join(opts.workDir, 'cluster-key');
       writeFileSync(clusterKeyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
     }
-    const common = (role: 'seed' | 'daemon', name: string): string[] => [
-      '--listen', '127.0.0.1:0',
-      '--metrics-listen', '127.0.0.1:0',
-      '--data', path.join(opts.workDir, name),
-      '--registry', `${opts.upstream.host}=${opts.upstream.url}`,
-      '--default-registry', opts.upstream.host,
-      '--log-level', opts.logLevel ?? 'info',
-      ...(clusterKeyFile ? ['--cluster-key-file', clusterKeyFile, '--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
-      ...((role === 'seed' ? opts.extraSeedArgs : opts.extraDaemonArgs) ?? []),
-    ];
     const started: ClusterNode[] = [];
     try {
       let seed: ClusterNode | undefined;
       if (opts.seed ?? true) {
-        seed = await startNode(opts, 'seed', 'seed', common('seed', 'seed'));
+        seed = await startNode(opts, 'seed', 'seed', nodeArgs(opts, 'seed', 'seed', clusterKeyFile));
         started.push(seed);
       }
       const daemons = await Promise.all(
         Array.from({ length: opts.daemons }, (_, i) => {
           const name = `node-${i + 1}`;
-          return startNode(opts, 'daemon', name, [...common('daemon', name), ...(seed ? ['--seed', seed.url] : [])]).then((node) => {
+          return startNode(opts, 'daemon', name, [...nodeArgs(opts, 'daemon', name, clusterKeyFile), ...(seed ? ['--seed', seed.url] : [])]).then((node) => {
             started.push(node);
             return node;
           });
         }),
       );
-      return new LocalCluster(seed, daemons, clusterKeyFile);
+      return new LocalCluster(opts, seed, daemons, clusterKeyFile);
     } catch (err) {
       await Promise.all(started.map((n) => n.stop()));
       throw err;
     }
+  }
+
+  /** Starts one more daemon (a node joining the cluster), named `node-<N+1>`. */
+  async addDaemon(): Promise<ClusterNode> {
+    const name = `node-${this.daemons.length + 1}`;
+    const args = [...nodeArgs(this.#opts, 'daemon', name, this.clusterKeyFile), ...(this.seed ? ['--seed', this.seed.url] : [])];
+    const node = await startNode(this.#opts, 'daemon', name, args);
+    this.daemons.push(node);
+    return node;
   }
 
   get nodes(): ClusterNode[] {
@@ -119,8 +122,10 @@ export class LocalCluster {
     return false;
   }
 
+  /** Counters of every node still running (a node that was killed is left out). */
   async counters(): Promise<Map<string, NodeCounters>> {
-    const entries = await Promise.all(this.nodes.map(async (n) => [n.name, await readCounters(n)] as const));
+    const live = this.nodes.filter((n) => n.process.exitCode === null && n.process.signalCode === null);
+    const entries = await Promise.all(live.map(async (n) => [n.name, await readCounters(n)] as const));
     return new Map(entries);
   }
 
@@ -129,10 +134,25 @@ export class LocalCluster {
   }
 }
 
+function nodeArgs(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, clusterKeyFile: string | undefined): string[] {
+  return [
+    '--listen', '127.0.0.1:0',
+    '--metrics-listen', '127.0.0.1:0',
+    '--data', path.join(opts.workDir, name),
+    '--registry', `${opts.upstream.host}=${opts.upstream.url}`,
+    '--default-registry', opts.upstream.host,
+    '--log-level', opts.logLevel ?? 'info',
+    ...(clusterKeyFile ? ['--cluster-key-file', clusterKeyFile, '--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
+    ...(role === 'daemon' ? ['--node-name', name] : []),
+    ...((role === 'seed' ? opts.extraSeedArgs : opts.extraDaemonArgs) ?? []),
+  ];
+}
+
 async function startNode(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, args: string[]): Promise<ClusterNode> {
   const logFile = path.join(opts.workDir, `${name}.log`);
   const log = createWriteStream(logFile);
   const child = spawn(process.execPath, [opts.cliPath, role, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  trackChild(child); // SIGKILLed if this process exits or is interrupted before stop()
   child.stderr.pipe(log, { end: false });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ready = new Promise<{ address: string; metricsAddress: string }>((resolve, reject) => {

@@ -20,7 +20,10 @@ export const SEED_OPTIONS = {
   'upstream-connect-timeout': { type: 'duration', description: 'Deadline to connect to an upstream', default: '3s' },
   'upstream-timeout': { type: 'duration', description: 'Deadline for an upstream to start answering, and for a whole manifest request', default: '10s' },
   'upstream-idle-timeout': { type: 'duration', description: 'A blob transfer with no bytes for this long is broken off and resumed', default: '15s' },
+  'client-timeout': { type: 'duration', description: 'Deadline for a client to send a whole request, headers and body; slower clients (slow-loris) are disconnected', default: '30s' },
   ...peerOptions(5071),
+  'pull-log-retention': { type: 'duration', description: 'How long the pull audit log keeps a record of a pull', default: '7d' },
+  'pull-log-max-entries': { type: 'integer', description: 'Records the pull audit log keeps at most (the oldest are deleted first)', default: 200000 },
   'peer-fanout': { type: 'integer', description: 'Daemons that download one blob from the seed at once; the rest get it from them over P2P', default: 2 },
   'log-level': { type: 'string', description: 'Log level', default: 'info', choices: LOG_LEVELS, placeholder: 'LEVEL' },
 } as const satisfies OptionSpecs;

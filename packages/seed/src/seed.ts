@@ -1,7 +1,13 @@
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { ClusterKey, PeerNode, startMirrorService, type Logger, type MirrorServiceConfig, type RunningMirrorService } from '@peerpull/common';
+import { ClusterKey, MirrorMetrics, PeerNode, ReportSigner, startMirrorService, type Logger, type MirrorServiceConfig, type RunningMirrorService } from '@peerpull/common';
 import { adminApi } from './admin-api.ts';
+import { clusterApi, reportApi } from './cluster-api.ts';
+import { dashboard } from './dashboard.ts';
+import { NodeRegistry } from './node-registry.ts';
 import { PrefetchJobs } from './prefetch-jobs.ts';
+import { PullLog } from './pull-log.ts';
+import { SeedStatusCollector } from './seed-status.ts';
 import type { TagPolicies } from './tag-policy.ts';
 
 export interface SeedPeerConfig {
@@ -19,6 +25,9 @@ export interface SeedConfig extends MirrorServiceConfig {
   peerFanout: number;
   /** P2P settings; undefined when no cluster key is configured. */
   peer?: SeedPeerConfig | undefined;
+  /** Retention of the pull audit log. */
+  pullLogRetentionMs?: number;
+  pullLogMaxEntries?: number;
 }
 
 export interface RunningSeed extends RunningMirrorService {
@@ -33,20 +42,35 @@ export interface RunningSeed extends RunningMirrorService {
  * rest of a burst to the peers).
  */
 export async function startSeed(config: SeedConfig, logger: Logger): Promise<RunningSeed> {
+  const startedAt = Date.now();
+  const clusterKey = config.peer ? ClusterKey.load(config.peer.clusterKeyFile) : undefined;
   const peer = config.peer
     ? await PeerNode.start({
         ...config.peer,
-        clusterKey: ClusterKey.load(config.peer.clusterKeyFile),
+        clusterKey: clusterKey as ClusterKey,
         dataDir: config.data,
         allowLoopback: true,
         logger: logger.child({ component: 'p2p' }),
       })
     : undefined;
+  let pullLog: PullLog | undefined;
+  let status: SeedStatusCollector | undefined;
+  let address = config.listen;
   try {
+    pullLog = await PullLog.open({
+      dir: path.join(config.data, 'pull-log'),
+      maxAgeMs: config.pullLogRetentionMs ?? 7 * 86_400_000,
+      maxEntries: config.pullLogMaxEntries ?? 200_000,
+      logger: logger.child({ component: 'pull-log' }),
+    });
+    const log = pullLog;
+    const nodes = new NodeRegistry();
+    const metrics = new MirrorMetrics();
     const service = await startMirrorService(
       config,
       {
         service: 'seed',
+        metrics,
         blobSources: (upstream) => [upstream],
         manifestSources: (upstream) => [upstream],
         tagPolicy: (locator, tag) => config.policies.policy(locator, tag),
@@ -69,6 +93,22 @@ export async function startSeed(config: SeedConfig, logger: Logger): Promise<Run
             blobs: service.blobs,
             prefetch,
           });
+          status = new SeedStatusCollector({
+            startedAt,
+            address: () => address,
+            store: service.store,
+            blobs: service.blobs,
+            metrics: service.metrics,
+            upstream: service.upstream,
+            peer,
+            nodes,
+            pullLog: log,
+            readinessProblem: service.readinessProblem,
+          });
+          const clusterOptions = { adminToken: config.adminToken, signer: clusterKey ? new ReportSigner(clusterKey) : undefined, pullLog: log, nodes, status };
+          await app.register(reportApi, { prefix: '/api/v1', ...clusterOptions });
+          await app.register(clusterApi, { prefix: '/api/v1', ...clusterOptions });
+          await app.register(dashboard);
           await app.register(async (scope: FastifyInstance) => {
             // Public (no admin token): daemons bootstrap from it. The cluster key still gates connections.
             scope.get('/api/v1/peer', async (_req, reply) => {
@@ -78,13 +118,31 @@ export async function startSeed(config: SeedConfig, logger: Logger): Promise<Run
             });
           });
         },
-        beforeClose: async () => peer?.stop(),
+        beforeScrape: () => {
+          if (!peer) return;
+          metrics.peersConnected.set(peer.connectedPeers());
+          metrics.dhtRoutingTableSize.set(peer.routingTableSize());
+        },
+        beforeClose: async () => {
+          status?.stop();
+          await peer?.stop();
+        },
       },
       logger,
     );
-    return { ...service, peer };
+    address = service.address;
+    status?.start();
+    return {
+      ...service,
+      peer,
+      async close() {
+        await service.close();
+        await log.close();
+      },
+    };
   } catch (err) {
     await peer?.stop();
+    await pullLog?.close();
     throw err;
   }
 }

@@ -6,15 +6,17 @@ export const DEMO_OPTIONS = {
   nodes: { type: 'integer', description: 'Daemons (nodes) in the demo cluster', default: 4 },
   'image-size': { type: 'size', description: 'Size of the generated image', default: '150MB' },
   'wan-rate': { type: 'string', description: 'Emulated WAN rate to the upstream (e.g. 100mbit, 50MB; 0 = unlimited)', default: '200mbit', placeholder: 'RATE' },
-  'wan-latency': { type: 'duration', description: 'Emulated WAN latency per request', default: '25ms' },
+  'wan-latency': { type: 'duration', description: 'Emulated WAN delay, added in each direction', default: '25ms' },
   p2p: { type: 'boolean', description: 'Let nodes fetch from each other (--p2p=false: seed only)', default: true },
   keep: { type: 'boolean', description: 'Keep the data dirs and logs', default: false },
+  real: { type: 'boolean', description: 'Use the real distribution registry (docker-registry, pushed with skopeo) in a network namespace behind a tc-shaped link, and a private containerd per node', default: false },
 } as const satisfies OptionSpecs;
 
 const USAGE = 'peerpull demo [options]';
 const SUMMARY = `Runs a cluster on this machine, offline: an embedded upstream registry with a generated
 image behind an emulated WAN, one seed and N daemons (separate processes), then pulls the
-image on every node at once and shows where each byte came from.`;
+image on every node at once and shows where each byte came from. With --real (root, and the
+docker-registry, skopeo and containerd packages): the real registry and containerd instead.`;
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const opts = loadOptions(DEMO_OPTIONS, { argv, env: process.env });
@@ -30,6 +32,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     wanLatencyMs: opts['wan-latency'],
     p2p: opts.p2p,
     keep: opts.keep,
+    real: opts.real,
     out: process.stdout,
   });
 }

@@ -22,7 +22,8 @@ export async function seedCommand(argv: string[]): Promise<number> {
   }
   const logger = createLogger({ level: opts['log-level'], service: 'seed' });
   const seed = await startSeed(
-    { ...mirrorServiceConfig(opts), policies, adminToken: opts['admin-token'], peerFanout: opts['peer-fanout'], peer: peerConfig(opts) },
+    { ...mirrorServiceConfig(opts), policies, adminToken: opts['admin-token'], peerFanout: opts['peer-fanout'], peer: peerConfig(opts),
+      pullLogRetentionMs: opts['pull-log-retention'], pullLogMaxEntries: opts['pull-log-max-entries'] },
     logger,
   );
   return runUntilSignal(logger, () => seed.close());

@@ -12,6 +12,7 @@ interface SharedOptionValues {
   'upstream-connect-timeout': number;
   'upstream-timeout': number;
   'upstream-idle-timeout': number;
+  'client-timeout': number;
 }
 
 export function mirrorServiceConfig(opts: SharedOptionValues): MirrorServiceConfig {
@@ -26,6 +27,7 @@ export function mirrorServiceConfig(opts: SharedOptionValues): MirrorServiceConf
     upstreamConnectTimeoutMs: opts['upstream-connect-timeout'],
     upstreamTimeoutMs: opts['upstream-timeout'],
     upstreamIdleTimeoutMs: opts['upstream-idle-timeout'],
+    clientTimeoutMs: opts['client-timeout'],
   };
 }
 

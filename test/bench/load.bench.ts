@@ -1,0 +1,47 @@
+// `node test/bench/load.bench.ts`: the issue's load figures. (1) LOAD_CLIENTS (1,000) concurrent clients for
+// one uncached blob: upstream fetches (must be 1), failures, daemon peak RSS. (2) LOAD_BLOBS (200) concurrent
+// pulls of different blobs, uncached and then cached, LOAD_REPS (5) times: time to first byte p50/p90/p99 for
+// the cached blobs (the issue's target: p99 under 50 ms on loopback; a figure here, not a test assertion:
+// on a loaded 2-core machine it measures the machine). Writes bench-results/load.json; exit 1 on any failure.
+import fs from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT } from '../fixtures/daemon.ts';
+import { MiB } from '../e2e/mirror-helpers.ts';
+import { percentile } from '../e2e/hardening-helpers.ts';
+import { LoadRig, ttfbSummary, type Fetched } from '../e2e/load-scenarios.ts';
+
+const CLIENTS = Number(process.env.LOAD_CLIENTS ?? 1000);
+const BLOBS = Number(process.env.LOAD_BLOBS ?? 200);
+const REPS = Number(process.env.LOAD_REPS ?? 5);
+const log = (line: string): void => void process.stdout.write(`${line}\n`);
+
+const rig = new LoadRig();
+await rig.setup({ manyLayers: BLOBS, bigLayerBytes: 2 * MiB });
+let failures = 0;
+const out: Record<string, unknown> = { clients: CLIENTS, blobs: BLOBS, reps: REPS };
+try {
+  const one = await rig.oneBlobManyClients(CLIENTS);
+  const layer = rig.big.manifests[0]!.layers[0]!;
+  const bad = one.results.filter((r) => r.status !== 200 || r.error || r.digest !== layer.digest).length;
+  failures += bad + (one.upstreamGets === 1 ? 0 : 1);
+  log(`one uncached 2 MiB blob, ${CLIENTS} clients: ${(one.ms / 1000).toFixed(1)} s, ${bad} failed, ${one.upstreamGets} upstream fetch(es), daemon RSS ${one.rssBeforeMiB.toFixed(0)} -> peak ${one.peakRssMiB.toFixed(0)} MiB; ${ttfbSummary(one.results)}`);
+  out.oneBlob = { seconds: one.ms / 1000, failed: bad, upstreamFetches: one.upstreamGets, rssBeforeMiB: one.rssBeforeMiB, peakRssMiB: one.peakRssMiB };
+
+  const digests = rig.manyDigests();
+  const cached: Fetched[] = [];
+  for (let rep = 0; rep <= REPS; rep++) {
+    const { results, ms } = await rig.manyBlobs(BLOBS);
+    const badMany = results.filter((r, i) => r.status !== 200 || r.error || r.digest !== digests[i]).length;
+    failures += badMany;
+    log(`${rep === 0 ? 'uncached' : `cached #${rep}`}: ${BLOBS} different blobs at once in ${ms.toFixed(0)} ms, ${badMany} failed; ${ttfbSummary(results)}`);
+    if (rep > 0) cached.push(...results);
+  }
+  const t = cached.map((r) => r.ttfbMs);
+  out.cachedTtfbMs = { p50: percentile(t, 50), p90: percentile(t, 90), p99: percentile(t, 99), samples: t.length };
+  log(`cached blobs, ${t.length} requests: TTFB p50 ${percentile(t, 50).toFixed(1)} ms, p99 ${percentile(t, 99).toFixed(1)} ms (issue target: p99 < 50 ms)`);
+} finally {
+  await rig.teardown();
+}
+fs.mkdirSync(path.join(REPO_ROOT, 'bench-results'), { recursive: true });
+fs.writeFileSync(path.join(REPO_ROOT, 'bench-results', 'load.json'), `${JSON.stringify(out, null, 2)}\n`);
+process.exit(failures > 0 ? 1 : 0);

@@ -1,0 +1,215 @@
+// The cluster testbed the end-to-end tests and the benchmarks share: a real upstream (the distribution
+// registry) behind an emulated WAN, seeds and daemons as processes (LocalCluster), a distribution
+// registry in proxy mode as the baseline, clients (the containerd-like HTTP client, or a private
+// containerd), per-source byte counters, and one stop() that removes everything it started.
+//
+//   const tb = await Testbed.start({ wan: { rateBitsPerSecond: 100e6, delayMs: 25 }, images: [{ image, repository }] });
+//   t.after(() => tb.stop());
+//   const cluster = await tb.startCluster({ daemons: 3 });
+//   await Promise.all(cluster.daemons.map((d) => tb.pull(d.url, repository)));
+//   assert.equal(await tb.upstreamBytes(), image.totalBytes);
+//
+// The WAN (packages/demo/src/wan-link.ts): with root and `ip netns`, the registry runs in its own network
+// namespace behind a veth pair shaped with tc tbf, and a userspace relay on 127.0.0.1 adds the delay;
+// otherwise a loopback relay emulates both, and `describe()` says so. No fixed ports. Whatever stop()
+// misses (a test that throws before it, a killed run) is removed when the process exits.
+import path from 'node:path';
+import {
+  HttpPool,
+  LocalCluster,
+  pullImage,
+  type BuiltImage,
+  type ClusterNode,
+  type LocalClusterOptions,
+  type NodeCounters,
+  type PullResult,
+} from '@peerpull/demo';
+import { startContainerd, type Containerd } from '@peerpull/demo/containerd';
+import { startRegistry, type Registry } from '@peerpull/demo/distribution-registry';
+import { makeTempDir } from '@peerpull/demo/processes';
+import { pushImage } from '@peerpull/demo/skopeo';
+import { WanLink, type WanLinkOptions } from '@peerpull/demo/wan-link';
+import { CLI } from '../fixtures/daemon.ts';
+
+export interface TestbedOptions {
+  wan: WanLinkOptions;
+  /** Images the upstream holds, pushed before the WAN is shaped. */
+  images?: { image: BuiltImage; repository: string; tag?: string }[];
+  /** Default: a fresh temp dir, removed at exit. */
+  workDir?: string;
+  logLevel?: string;
+}
+
+export type ClusterSpec = Omit<LocalClusterOptions, 'workDir' | 'cliPath' | 'upstream'> & { name?: string };
+
+/** Bytes by source, summed over a cluster's daemons. */
+export interface ClusterBytes {
+  /** What the daemons fetched into their stores, by source (upstream bytes crossed the WAN). */
+  fetched: Record<string, number>;
+  /** What the daemons served to their clients, by source (`local`: already stored). */
+  served: Record<string, number>;
+  /** What the seed sent: to daemons over HTTP plus over P2P. */
+  seedUpload: number;
+  /** What daemons sent each other over P2P. */
+  peerUpload: number;
+}
+
+export class Testbed {
+  readonly link: WanLink;
+  /** The registry as seen from the LAN: the relay address (`127.0.0.1:PORT`). */
+  readonly upstreamHost: string;
+  readonly upstreamUrl: string;
+  /** The registry process (on the far side of the link). */
+  readonly registry: Registry;
+  readonly workDir: string;
+  readonly #logLevel: string | undefined;
+  readonly #clusters: LocalCluster[] = [];
+  readonly #proxies: Registry[] = [];
+  readonly #containerds: Containerd[] = [];
+  #clusterSeq = 0;
+  #stopped = false;
+
+  private constructor(link: WanLink, registry: Registry, upstreamHost: string, workDir: string, logLevel: string | undefined) {
+    this.link = link;
+    this.registry = registry;
+    this.upstreamHost = upstreamHost;
+    this.upstreamUrl = `http://${upstreamHost}`;
+    this.workDir = workDir;
+    this.#logLevel = logLevel;
+  }
+
+  static async start(opts: TestbedOptions): Promise<Testbed> {
+    const workDir = opts.workDir ?? makeTempDir('pp-testbed-');
+    const link = await WanLink.create(opts.wan);
+    let registry: Registry | undefined;
+    try {
+      registry = await startRegistry({
+        listenHost: link.serverHost,
+        commandPrefix: link.commandPrefix,
+        dataDir: path.join(workDir, 'upstream'),
+        logFile: path.join(workDir, 'upstream.log'),
+      });
+      for (const { image, repository, tag } of opts.images ?? []) {
+        await pushImage(image, `${registry.host}/${repository}:${tag ?? image.tag}`, { tag: image.tag });
+      }
+      await link.shape();
+      const upstreamHost = await link.expose(registry.port);
+      registry.clearLog();
+      return new Testbed(link, registry, upstreamHost, workDir, opts.logLevel);
+    } catch (err) {
+      await registry?.stop();
+      await link.stop();
+      throw err;
+    }
+  }
+
+  /** One line: what emulates the WAN. */
+  describe(): string {
+    return this.link.describe();
+  }
+
+  /** A seed (unless `seed: false`) and N daemons using the upstream through the WAN. Stopped by stop(). */
+  async startCluster(spec: ClusterSpec): Promise<LocalCluster> {
+    const name = spec.name ?? `cluster-${++this.#clusterSeq}`;
+    const cluster = await LocalCluster.start({
+      logLevel: this.#logLevel,
+      ...spec,
+      workDir: path.join(this.workDir, name),
+      cliPath: CLI,
+      upstream: { host: this.upstreamHost, url: this.upstreamUrl },
+    });
+    this.#clusters.push(cluster);
+    return cluster;
+  }
+
+  /** A distribution registry in proxy mode on the LAN side of the WAN (the baseline). Stopped by stop(). */
+  async startProxy(): Promise<Registry> {
+    const proxy = await startRegistry({ proxyRemoteUrl: this.upstreamUrl, logFile: path.join(this.workDir, `proxy-${this.#proxies.length + 1}.log`) });
+    this.#proxies.push(proxy);
+    return proxy;
+  }
+
+  /** A private containerd whose mirror for the upstream is `mirrorUrl` (a daemon, a proxy). Stopped by stop(). */
+  async startContainerd(mirrorUrl?: string): Promise<Containerd> {
+    const containerd = await startContainerd({ mirrors: { [this.upstreamHost]: mirrorUrl ? [mirrorUrl] : [] } });
+    this.#containerds.push(containerd);
+    return containerd;
+  }
+
+  /** The image reference containerd pulls (`127.0.0.1:PORT/<repository>:<tag>`). */
+  ref(repository: string, tag = 'v1'): string {
+    return `${this.upstreamHost}/${repository}:${tag}`;
+  }
+
+  /**
+   * Pulls through `registryUrl` (a daemon, a proxy, or the upstream itself) with containerd's request
+   * sequence, verifying every digest. `?ns=` is sent unless the URL is the upstream's.
+   */
+  async pull(registryUrl: string, repository: string, opts: { tag?: string; idleTimeoutMs?: number; signal?: AbortSignal } = {}): Promise<PullResult> {
+    const pool = new HttpPool(); // each client its own connections, as separate nodes have
+    try {
+      return await pullImage({
+        registryUrl,
+        repository,
+        tag: opts.tag ?? 'v1',
+        ns: registryUrl === this.upstreamUrl ? undefined : this.upstreamHost,
+        maxConcurrent: 3,
+        pool,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        signal: opts.signal,
+      });
+    } finally {
+      pool.close();
+    }
+  }
+
+  /** Body bytes the upstream registry sent (GETs, from its access log) since start or the last reset. */
+  async upstreamBytes(): Promise<number> {
+    await this.registry.flushLog();
+    return this.registry.bytesSent({ method: 'GET' });
+  }
+
+  resetUpstreamBytes(): void {
+    this.registry.clearLog();
+  }
+
+  /** Cuts the WAN (see WanLink.cut); restoreWan() undoes it. */
+  cutWan(mode: 'blackhole' | 'reset' = 'blackhole'): void {
+    this.link.cut(mode);
+  }
+
+  restoreWan(): void {
+    this.link.restore();
+  }
+
+  /** Stops everything this testbed started, in reverse order, and removes the WAN link. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const settle = (ps: Promise<unknown>[]) => Promise.allSettled(ps);
+    await settle(this.#containerds.map((c) => c.stop()));
+    await settle(this.#clusters.map((c) => c.stop()));
+    await settle(this.#proxies.map((p) => p.stop()));
+    await settle([this.registry.stop()]);
+    await this.link.stop();
+  }
+}
+
+/** Sums a cluster's counters by source. */
+export function clusterBytes(counters: Map<string, NodeCounters>, daemons: ClusterNode[]): ClusterBytes {
+  const out: ClusterBytes = { fetched: {}, served: {}, seedUpload: 0, peerUpload: 0 };
+  const add = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  };
+  const names = new Set(daemons.map((d) => d.name));
+  for (const [name, c] of counters) {
+    if (name === 'seed') {
+      out.seedUpload += Object.values(c.served).reduce((a, b) => a + b, 0) + c.peerUploaded;
+    } else if (names.has(name)) {
+      add(out.fetched, c.fetched);
+      add(out.served, c.served);
+      out.peerUpload += c.peerUploaded;
+    }
+  }
+  return out;
+}
