@@ -80,7 +80,7 @@ export class CrashLoop {
   readonly #opts: Required<CrashLoopOptions>;
 
   constructor(opts: CrashLoopOptions) {
-    this.#opts = { clients: 20, seed: 9, throttleBytesPerSecond: 6 * MiB, log: () => undefined, ...opts };
+    this.#opts = { clients: 20, seed: 9, throttleBytesPerSecond: 3 * MiB, log: () => undefined, ...opts };
   }
 
   async setup(): Promise<void> {
@@ -124,7 +124,7 @@ export class CrashLoop {
     const rounds: CrashRound[] = [];
     let kills = 0;
     for (let round = 1; round <= this.#opts.rounds; round++) {
-      const killAfterMs = Math.round(100 + random() * 3_900);
+      const killAfterMs = Math.round(100 + random() * 2_400);
       let completed = 0;
       const pulls = this.#pulls(() => completed++);
       await new Promise((r) => setTimeout(r, killAfterMs));

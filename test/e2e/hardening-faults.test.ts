@@ -13,7 +13,7 @@ import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../
 import { makeTempDir } from '../fixtures/processes.ts';
 import { corruptStoredBlobs, download, MiB, rawRequest, storedBlobPath, tmpFiles, waitUntil } from './mirror-helpers.ts';
 import { CrashLoop } from './crash-loop.ts';
-import { ScriptedUpstream } from './hardening-helpers.ts';
+import { fetchLikeContainerd, ScriptedUpstream } from './hardening-helpers.ts';
 
 const KILL_ROUNDS = Number(process.env.PEERPULL_KILL_ROUNDS ?? 10);
 const isRoot = process.getuid?.() === 0;
@@ -53,32 +53,9 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
   const layers = (): BuiltLayer[] => image.manifests[0]!.layers;
   const url = (digest: string) => `${daemon.url}/v2/library/full/blobs/${digest}`;
 
-  /** Fetches a blob as containerd does: on a broken body, again with `Range: bytes=<received>-` (a 200 restarts). */
-  async function fetchLikeContainerd(digest: string, size: number): Promise<{ digest: string; attempts: number; uncached: string[]; sources: string[] }> {
-    let parts: Buffer[] = [];
-    let received = 0;
-    const uncached: string[] = [];
-    const sources: string[] = [];
-    for (let attempt = 1; attempt <= 4; attempt++) {
-      const res = await download(url(digest), { headers: received > 0 ? { range: `bytes=${received}-` } : {}, keepBody: true, timeoutMs: 30_000 });
-      if (typeof res.headers['x-peerpull-uncached'] === 'string') uncached.push(res.headers['x-peerpull-uncached']);
-      sources.push(String(res.headers['x-peerpull-source']));
-      if (res.status === 200) {
-        parts = [res.body!];
-        received = res.bytes;
-      } else if (res.status === 206) {
-        assert.match(String(res.headers['content-range']), new RegExp(`^bytes ${received}-`), 'the resumed range starts where the client stopped');
-        parts.push(res.body!);
-        received += res.bytes;
-      } else {
-        throw new Error(`${digest}: status ${res.status}`);
-      }
-      if (!res.aborted && received === size) {
-        const { createHash } = await import('node:crypto');
-        return { digest: `sha256:${createHash('sha256').update(Buffer.concat(parts)).digest('hex')}`, attempts: attempt, uncached, sources };
-      }
-    }
-    throw new Error(`${digest}: incomplete after 4 attempts (${received} of ${size})`);
+  async function fetchBlob(digest: string, size: number): Promise<{ digest: string; attempts: number; uncached: string[]; sources: string[] }> {
+    const r = await fetchLikeContainerd(url(digest), size);
+    return { digest: r.digest, attempts: r.attempts, uncached: r.responses.flatMap((x) => (x.uncached ? [x.uncached] : [])), sources: r.responses.map((x) => String(x.source)) };
   }
 
   before(async () => {
@@ -109,12 +86,12 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     assert.equal(manifest.headers['docker-content-digest'], image.manifestDigest);
     const config = await download(url(m.configDigest));
     assert.equal(config.digest, m.configDigest);
-    const small = await fetchLikeContainerd(layers()[0]!.digest, layers()[0]!.size);
+    const small = await fetchBlob(layers()[0]!.digest, layers()[0]!.size);
     assert.equal(small.digest, layers()[0]!.digest);
 
     const results = [];
     for (const l of layers().slice(1)) {
-      const r = await fetchLikeContainerd(l.digest, l.size);
+      const r = await fetchBlob(l.digest, l.size);
       t.diagnostic(`${(l.size / MiB).toFixed(0)} MiB layer: ${r.attempts} attempt(s), sources ${r.sources.join(',')}, uncached: ${r.uncached.join(',') || 'no'}`);
       assert.equal(r.digest, l.digest, 'the client assembled the right bytes');
       results.push(r);

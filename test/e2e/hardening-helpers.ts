@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { download } from './mirror-helpers.ts';
 
 // ---- process probes ---------------------------------------------------------------------------------
 
@@ -401,4 +402,43 @@ export function percentile(values: number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+// ---- a containerd-like blob fetch ------------------------------------------------------------------------
+
+export interface ContainerdFetch {
+  /** sha256 of the bytes the client assembled. */
+  digest: string;
+  attempts: number;
+  /** Status and `x-peerpull-source` / `x-peerpull-uncached` of each attempt. */
+  responses: { status: number; source: string | undefined; uncached: string | undefined; aborted: boolean }[];
+}
+
+/**
+ * Fetches a blob as containerd does (notes: containerd-mirror.md): when a body breaks off, it asks the same
+ * mirror again with `Range: bytes=<received>-`, takes a 206 as the continuation and a 200 as a restart
+ * (prefix discarded). Throws on an error status or after `maxAttempts`.
+ */
+export async function fetchLikeContainerd(url: string, size: number, maxAttempts = 4): Promise<ContainerdFetch> {
+  let parts: Buffer[] = [];
+  let received = 0;
+  const responses: ContainerdFetch['responses'] = [];
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    const res = await download(url, { headers: received > 0 ? { range: `bytes=${received}-` } : {}, keepBody: true, timeoutMs: 30_000 });
+    const header = (name: string) => (typeof res.headers[name] === 'string' ? (res.headers[name] as string) : undefined);
+    responses.push({ status: res.status, source: header('x-peerpull-source'), uncached: header('x-peerpull-uncached'), aborted: res.aborted });
+    if (res.status === 200) {
+      parts = [res.body!];
+      received = res.bytes;
+    } else if (res.status === 206 && (header('content-range') ?? '').startsWith(`bytes ${received}-`)) {
+      parts.push(res.body!);
+      received += res.bytes;
+    } else {
+      throw new Error(`${url}: status ${res.status} ${header('content-range') ?? ''}`);
+    }
+    if (!res.aborted && received === size) {
+      return { digest: `sha256:${crypto.createHash('sha256').update(Buffer.concat(parts)).digest('hex')}`, attempts: attempt, responses };
+    }
+  }
+  throw new Error(`${url}: incomplete after ${maxAttempts} attempts (${received} of ${size} bytes): ${JSON.stringify(responses)}`);
 }

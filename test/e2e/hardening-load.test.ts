@@ -22,9 +22,9 @@ describe('hardening: load', () => {
     const bad = results.filter((r) => r.status !== 200 || r.error || r.digest !== layer.digest);
     assert.deepEqual(bad.slice(0, 3), [], `${bad.length} of ${CLIENTS} failed`);
     assert.equal(upstreamGets, 1, 'exactly one upstream fetch');
-    // Measured here: about +330 MiB for 1,000 clients of an in-flight blob (~1/3 MiB per client: read buffers and
+    // Measured here: +330..420 MiB for 1,000 clients of an in-flight blob (~1/3 MiB per client: read buffers and
     // socket queues, not garbage; the same with a capped heap), +70 MiB once cached. Bounded per client, not per blob.
-    assert.ok(peakRssMiB - rssBeforeMiB < CLIENTS * 0.5, `RSS bounded: +${(peakRssMiB - rssBeforeMiB).toFixed(0)} MiB for ${CLIENTS} clients (limit ${CLIENTS * 0.5} MiB)`);
+    assert.ok(peakRssMiB - rssBeforeMiB < CLIENTS * 0.75, `RSS bounded: +${(peakRssMiB - rssBeforeMiB).toFixed(0)} MiB for ${CLIENTS} clients (limit ${CLIENTS * 0.75} MiB)`);
   });
 
   test(`${BLOBS} concurrent pulls of different blobs: uncached, then cached, all succeed (TTFB printed, not asserted)`, async (t) => {

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onExitSync, run } from '../fixtures/processes.ts';
-import { NS_ADDRESSES_V4, NS_ADDRESSES_V6, type NsProbeResult } from './ns-probe.ts';
+import { NS_ADDRESSES_V4, NS_ADDRESSES_V6, NS_PUBLIC_REGISTRY, type NsProbeResult } from './ns-probe.ts';
 
 const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ns-probe.ts');
 const NETNS = `pphard-ns-${process.pid}`;
@@ -28,7 +28,7 @@ describe('hardening: ns values that are not exactly allowlisted', { skip: proces
     ip('netns', 'add', NETNS);
     unhook = onExitSync(() => void spawnSync('ip', ['netns', 'del', NETNS]));
     ip('netns', 'exec', NETNS, 'ip', 'link', 'set', 'lo', 'up');
-    for (const a of NS_ADDRESSES_V4.filter((a) => a !== '127.0.0.1')) ip('netns', 'exec', NETNS, 'ip', 'addr', 'add', `${a}/32`, 'dev', 'lo');
+    for (const a of [...NS_ADDRESSES_V4.filter((a) => a !== '127.0.0.1'), NS_PUBLIC_REGISTRY]) ip('netns', 'exec', NETNS, 'ip', 'addr', 'add', `${a}/32`, 'dev', 'lo');
     for (const a of NS_ADDRESSES_V6.filter((a) => a !== '::1')) ip('netns', 'exec', NETNS, 'ip', '-6', 'addr', 'add', `${a}/128`, 'dev', 'lo', 'nodad');
     const out = await run('ip', ['netns', 'exec', NETNS, process.execPath, PROBE], { timeoutMs: 240_000 });
     const line = out.stdout.split('\n').find((l) => l.startsWith('NS-PROBE-RESULT '));
@@ -64,5 +64,22 @@ describe('hardening: ns values that are not exactly allowlisted', { skip: proces
   test('control: the exact allowlisted ns reaches the allowlisted registry (the recorders do work)', () => {
     assert.equal(result.control.status, 404, 'the fake registry answers 404');
     assert.deepEqual(result.control.allowedRequests.filter((r) => r.includes('/manifests/v1')).length >= 1, true, `the daemon asked it: ${JSON.stringify(result.control.allowedRequests)}`);
+  });
+
+  test('redirects from a registry on a public address to the node network (metadata service, private, link-local, unique-local, loopback, plain http): refused, prompt 404, no connection', () => {
+    assert.ok(result.redirects.length >= 10);
+    for (const r of result.redirects) {
+      assert.equal(r.status, 404, r.location);
+      assert.ok(r.ms < 1_500, `${r.location}: prompt (${r.ms} ms)`);
+    }
+    for (const r of result.realms) {
+      assert.equal(r.status, 404, r.realm);
+      assert.ok(r.ms < 1_500, `${r.realm}: prompt (${r.ms} ms)`);
+    }
+    assert.deepEqual(Object.entries(result.recordedDuringRedirects).filter(([, n]) => n > 0), [], 'no recording listener was contacted by a redirect or a token realm');
+  });
+
+  test('control: an https redirect to another public address is followed (the policy lets CDNs through)', () => {
+    assert.ok(result.controlRedirectConnections >= 1, `the redirect target was contacted (${result.controlRedirectConnections})`);
   });
 });

@@ -22,10 +22,19 @@ export interface NsProbeResult {
   allowedRequestsBeforeControl: string[];
   control: { status: number; allowedRequests: string[] };
   prefixForm: { target: string; status: number }[];
+  /** Phase 2: a registry on a public-looking address redirects blob GETs, and names token realms, on the node network. */
+  redirects: { location: string; status: number; ms: number }[];
+  realms: { realm: string; status: number; ms: number }[];
+  /** Connections the recorders saw during phase 2, before the control. */
+  recordedDuringRedirects: Record<string, number>;
+  /** The control: an https redirect to another public-looking address is followed (a connection is made). */
+  controlRedirectConnections: number;
 }
 
 /** Addresses added to the namespace's `lo` by the test (and loopback itself). */
-export const NS_ADDRESSES_V4 = ['127.0.0.1', '10.0.0.1', '172.16.0.1', '192.168.0.1', '169.254.169.254', '100.64.0.1'];
+export const NS_ADDRESSES_V4 = ['127.0.0.1', '10.0.0.1', '172.16.0.1', '192.168.0.1', '169.254.169.254', '100.64.0.1', '203.0.113.11'];
+/** A "public-looking" address (TEST-NET-3) for the registry of the redirect phase: not on the node network by the policy. */
+export const NS_PUBLIC_REGISTRY = '203.0.113.10';
 export const NS_ADDRESSES_V6 = ['::1', 'fd00::1'];
 
 async function main(): Promise<void> {
@@ -117,6 +126,8 @@ async function main(): Promise<void> {
     const res = await rawRequest(daemon.host, 'GET', target);
     prefixForm.push({ target, status: res.status });
   }
+  const recordedPhase1 = { ...recorded };
+  const phase2 = await redirectPhase(recorded);
   const allowedRequestsBeforeControl = requests.filter((r) => r !== 'GET /v2/' && !/\/v2\/(10\.0\.0\.1|169\.254\.169\.254|localhost|docker\.io)\//.test(r));
   const before = requests.length;
   const control = await rawRequest(daemon.host, 'GET', `${targets[0]}?ns=${encodeURIComponent(`127.0.0.1:${P1}`)}`);
@@ -125,15 +136,86 @@ async function main(): Promise<void> {
     recorderPort,
     selfCheck,
     results,
-    recorded,
+    recorded: recordedPhase1,
     allowedRequestsBeforeControl,
     control: { status: control.status, allowedRequests: requests.slice(before).filter((r) => r !== 'GET /v2/') },
     prefixForm,
+    ...phase2,
   };
   await daemon.stop();
   for (const s of servers) s.close();
   allowed.close();
   process.stdout.write(`NS-PROBE-RESULT ${JSON.stringify(result)}\n`);
+}
+
+/** Phase 2 (see NsProbeResult.redirects): redirects and token realms the policy must refuse, without a connection. */
+async function redirectPhase(recorded: Record<string, number>): Promise<Pick<NsProbeResult, 'redirects' | 'realms' | 'recordedDuringRedirects' | 'controlRedirectConnections'>> {
+  const port = await freePort();
+  const locations = [
+    'https://169.254.169.254/latest/meta-data/iam/security-credentials/',
+    'https://169.254.169.254:80/latest/meta-data/',
+    'https://10.0.0.1/bucket/blob',
+    'https://172.16.0.1:5000/x',
+    'https://192.168.0.1/x',
+    'https://100.64.0.1/x',
+    'https://[fd00::1]/x',
+    'https://[::ffff:169.254.169.254]/x',
+    'https://[::ffff:a9fe:a9fe]/x',
+    'https://localhost/x',
+    'https://127.0.0.1/x',
+    'https://0.0.0.0/x',
+    'http://203.0.113.11/x', // cross-origin plain http from a public registry
+    `http://${NS_PUBLIC_REGISTRY}:80/x`, // same host, another port, plain http: another origin
+  ];
+  const realms = ['http://169.254.169.254/token', 'https://10.0.0.1/token', 'https://localhost/token', 'https://[fd00::1]/token'];
+  const control = 'https://203.0.113.11/cdn/blob';
+  const server = http.createServer((req, res) => {
+    const blob = /^\/v2\/library\/r\/blobs\/sha256:0*(\d+)$/.exec(req.url ?? '');
+    if (blob) {
+      const i = Number(blob[1]);
+      return void res.writeHead(307, { location: i === 999 ? control : (locations[i] ?? '/') }).end();
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"NAME_UNKNOWN","message":"fake"}]}');
+  });
+  await new Promise<void>((r) => server.listen(port, NS_PUBLIC_REGISTRY, r));
+  const host = `${NS_PUBLIC_REGISTRY}:${port}`;
+  // One registry per realm: a challenge is remembered per registry, so each needs its own.
+  const realmServers = await Promise.all(
+    realms.map(async (realm) => {
+      const p = await freePort();
+      const srv = http.createServer((_req, res) => void res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="x"` }).end());
+      await new Promise<void>((r) => srv.listen(p, NS_PUBLIC_REGISTRY, r));
+      return { srv, host: `${NS_PUBLIC_REGISTRY}:${p}` };
+    }),
+  );
+  const daemon = await startPeerpull({
+    registries: [`${host}=http://${host}`, ...realmServers.map((r) => `${r.host}=http://${r.host}`)],
+    defaultRegistry: host,
+    extraArgs: ['--upstream-timeout', '2s', '--upstream-connect-timeout', '1s'],
+  });
+  for (const key of Object.keys(recorded)) recorded[key] = 0;
+  const digest = (i: number) => `sha256:${String(i).padStart(64, '0')}`;
+  const redirects: NsProbeResult['redirects'] = [];
+  for (const [i, location] of locations.entries()) {
+    const res = await rawRequest(daemon.host, 'GET', `/v2/library/r/blobs/${digest(i)}`);
+    redirects.push({ location, status: res.status, ms: Math.round(res.ms) });
+  }
+  const realmResults: NsProbeResult['realms'] = [];
+  for (const [i, realm] of realms.entries()) {
+    const ns = encodeURIComponent(realmServers[i]!.host);
+    const res = await rawRequest(daemon.host, 'GET', `/v2/library/tok/manifests/v1?ns=${ns}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    realmResults.push({ realm, status: res.status, ms: Math.round(res.ms) });
+  }
+  const recordedDuringRedirects = { ...recorded };
+  const before = recorded['203.0.113.11:443'] ?? 0;
+  const controlRes = await rawRequest(daemon.host, 'GET', `/v2/library/r/blobs/${digest(999)}`);
+  await new Promise((r) => setTimeout(r, 200)); // (the recorder's accept may be processed after the answer)
+  if (process.env.NS_PROBE_DEBUG) process.stderr.write(`control: ${controlRes.status} ${controlRes.body.toString()}\n${daemon.process.tail(20)}\n`);
+  const controlRedirectConnections = (recorded['203.0.113.11:443'] ?? 0) - before;
+  await daemon.stop();
+  server.close();
+  for (const r of realmServers) r.srv.close();
+  return { redirects, realms: realmResults, recordedDuringRedirects, controlRedirectConnections };
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '')) {

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { BlobIngest } from './blob-ingest.ts';
+import { DigestMismatchError, type BlobIngest } from './blob-ingest.ts';
 import { EventEmitter } from 'node:events';
 import { SourceBusyError, type BlobLocator, type BlobSource, type SourceName } from './blob-source.ts';
 import type { ContentStore } from './content-store.ts';
@@ -81,7 +81,7 @@ interface Fetch {
 
 const TAINT_MS = 10 * 60_000;
 /** How long to keep going back to peers while sources answer "busy" before insisting. */
-const BUSY_ROUNDS = 20;
+const BUSY_WINDOW_MS = 3_000;
 const BUSY_PAUSE_MS = 150;
 
 /**
@@ -292,7 +292,11 @@ export class BlobResolver {
     const started = performance.now();
     let lastError: unknown;
     const controller = new AbortController();
-    rounds: for (let round = 0; round <= BUSY_ROUNDS; round++) {
+    // Bounded by time, not rounds: each round costs lookups and requests, and a client
+    // gets no bytes meanwhile. After the window, sources must serve (insist).
+    const busyUntil = performance.now() + BUSY_WINDOW_MS;
+    let insist = false;
+    rounds: for (;;) {
       let busy = false;
       for (const source of this.#sources) {
         // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
@@ -309,7 +313,7 @@ export class BlobResolver {
           };
           let opened;
           try {
-            opened = await source.open(locator, offset, controller.signal, { insist: round === BUSY_ROUNDS, note: (d) => notes.push(d) });
+            opened = await source.open(locator, offset, controller.signal, { insist, note: (d) => notes.push(d) });
           } catch (err) {
             lastError = err;
             tried(err instanceof SourceBusyError ? 'busy' : 'failed', (err as Error).message);
@@ -367,10 +371,11 @@ export class BlobResolver {
           }
         }
       }
-      if (!busy) break;
+      if (!busy || insist) break;
       // Someone has it but is shedding load (a seed already feeding peers, busy peers):
       // by now other nodes provide it, so go round again, peers first.
       await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
+      insist = performance.now() >= busyUntil;
     }
     if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#tainted.set(locator.digest, Date.now());
     await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
@@ -381,7 +386,8 @@ export class BlobResolver {
   #finished(fetch: Fetch, locator: BlobLocator, started: number): void {
     const { ingest } = fetch;
     this.#logFinished(ingest, locator, started);
-    if (ingest.state !== 'failed') return;
+    // Only bad bytes blame the sources: a store that failed to save (closing, disk) is not their fault.
+    if (ingest.state !== 'failed' || !(ingest.error instanceof DigestMismatchError)) return;
     this.#tainted.set(locator.digest, Date.now());
     const contributors = [...ingest.bytesBySource.keys()];
     for (const source of this.#sources) {

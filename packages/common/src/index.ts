@@ -8,6 +8,7 @@ export * from './registry-allowlist.ts';
 export * from './auth-file.ts';
 export * from './registry-auth.ts';
 export * from './redirect-policy.ts';
+export * from './private-content.ts';
 export * from './upstream-client.ts';
 export * from './single-flight.ts';
 export * from './blob-ingest.ts';

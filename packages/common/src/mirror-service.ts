@@ -12,7 +12,11 @@ import { startMetricsServer } from './metrics-server.ts';
 import { createMirrorServer, readinessProblem, type MirrorServer } from './mirror-server.ts';
 import { RegistryAllowlist } from './registry-allowlist.ts';
 import { UpstreamBlobSource } from './upstream-blob-source.ts';
-import { UpstreamClient } from './upstream-client.ts';
+import { UpstreamClient, UpstreamError } from './upstream-client.ts';
+import { PrivateContentGuard, type AccessKind, type Verdict } from './private-content.ts';
+import type { Digest } from './digest.ts';
+import { MANIFEST_ACCEPT } from './media-types.ts';
+import type { UpstreamRegistry } from './registry-allowlist.ts';
 import { UpstreamManifestSource } from './upstream-manifest-source.ts';
 import type { PullEvent } from './pull-report.ts';
 import { PEERPULL_VERSION } from './version.ts';
@@ -31,6 +35,10 @@ export interface MirrorServiceConfig {
   upstreamIdleTimeoutMs: number;
   /** Deadline for a client to send a whole request (headers and body); slower clients are cut off. */
   clientTimeoutMs?: number | undefined;
+  /** Private content (registries with credentials): how often a repository's claim to a digest is re-checked upstream. */
+  privateRecheckMs?: number | undefined;
+  /** Private content: how long a checked claim keeps serving while the upstream cannot be asked. */
+  privateOfflineGraceMs?: number | undefined;
 }
 
 /** The parts a service plugs in: its sources (around the upstream) and tag policy. */
@@ -99,6 +107,18 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
     requestDeadlineMs: config.upstreamTimeoutMs,
     bodyIdleTimeoutMs: config.upstreamIdleTimeoutMs,
   });
+  // Content fetched with credentials is private: served under a repository only if that repository holds it.
+  const access = authFile.size > 0
+    ? await PrivateContentGuard.open({
+        dir: config.data,
+        isPrivateRegistry: (host) => authFile.hasCredentialsFor(host),
+        verify: (kind, registry, repository, digest) => verifyUpstream(upstream, kind, registry, repository, digest),
+        logger: logger.child({ component: 'private' }),
+        ...(config.privateRecheckMs !== undefined ? { recheckMs: config.privateRecheckMs } : {}),
+        ...(config.privateOfflineGraceMs !== undefined ? { offlineGraceMs: config.privateOfflineGraceMs } : {}),
+      })
+    : undefined;
+  if (access) logger.info({ registries: authFile.describe() }, 'credentials loaded: their content is private (served per repository)');
   const blobs = new BlobResolver({
     store,
     sources: parts.blobSources(new UpstreamBlobSource(upstream)),
@@ -111,7 +131,8 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
     lastResortTagSources: parts.lastResortTagSources ?? [],
     logger: logger.child({ component: 'manifests' }),
     tagPolicy: parts.tagPolicy,
-    sourceTimeoutMs: config.upstreamTimeoutMs,
+    // A seed may itself wait on the upstream before it answers: give every source a little more.
+    sourceTimeoutMs: config.upstreamTimeoutMs + 5_000,
     metrics,
   });
   const readiness = async (): Promise<string | undefined> => {
@@ -137,6 +158,7 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       ...(parts.onPull ? { onPull: parts.onPull } : {}),
       ...(parts.peerFanout !== undefined ? { peerFanout: parts.peerFanout } : {}),
       ...(config.clientTimeoutMs !== undefined ? { clientTimeoutMs: config.clientTimeoutMs } : {}),
+      ...(access ? { access } : {}),
     });
     await parts.extend?.(app, service);
     await app.listen({ host: listen.host, port: listen.port });
@@ -173,6 +195,18 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       await store.close();
     },
   };
+}
+
+/** Does the repository hold the digest, by the upstream's own account (a HEAD with the repository's credentials)? */
+async function verifyUpstream(upstream: UpstreamClient, kind: AccessKind, registry: UpstreamRegistry, repository: string, digest: Digest): Promise<Verdict> {
+  try {
+    if (kind === 'blob') await upstream.headBlob(registry, repository, digest);
+    else await upstream.headManifest(registry, repository, digest, { accept: `${MANIFEST_ACCEPT}, */*` });
+    return 'yes';
+  } catch (err) {
+    if (err instanceof UpstreamError && (err.kind === 'not-found' || err.kind === 'unauthorized')) return 'no';
+    return 'unknown';
+  }
 }
 
 /** Each registry's rate-limit state as it last answered (Docker Hub's ratelimit-* headers, 429 back-off). */

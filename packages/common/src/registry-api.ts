@@ -6,6 +6,7 @@ import type { ManifestResolver, ResolvedManifest } from './manifest-resolver.ts'
 import type { MirrorMetrics } from './metrics.ts';
 import { OciError } from './oci-error.ts';
 import type { PullEvent } from './pull-report.ts';
+import type { ContentAccess } from './private-content.ts';
 import { normalizeRepository } from './reference.ts';
 import type { RegistryAllowlist, UpstreamRegistry } from './registry-allowlist.ts';
 import { parseRegistryPath, splitRegistryPrefix, type RegistryPath } from './registry-path.ts';
@@ -24,6 +25,8 @@ export interface RegistryApiOptions {
   peerFanout?: number;
   /** Sees every answered GET of a manifest or blob (the pull audit log); must return at once. */
   onPull?: (event: PullEvent) => void;
+  /** Decides whether a digest may be served under a repository (private content: see private-content.ts). */
+  access?: ContentAccess;
 }
 
 /** What one request was about, for the request log line and metrics. */
@@ -146,9 +149,12 @@ async function handle(req: FastifyRequest, reply: FastifyReply, opts: ApiContext
   const locator = { registry, repository };
   if (target.kind === 'manifest') {
     req.pull = { registry: registry.host, repository, kind: 'manifest', reference: target.ref.kind === 'tag' ? target.ref.tag : target.ref.digest };
+    if (target.ref.kind === 'digest') await opts.access?.authorize('manifest', registry, repository, target.ref.digest);
     const manifest = target.ref.kind === 'tag'
       ? await opts.manifests.byTag(locator, target.ref.tag)
       : await opts.manifests.byDigest(locator, target.ref.digest);
+    // Before the client sees it: what it references may now be asked for under this repository.
+    await opts.access?.recordManifest(registry, repository, manifest);
     return sendManifest(req, reply, manifest);
   }
   return sendBlob(req, reply, opts, { ...locator, digest: target.digest }, target);
@@ -178,6 +184,7 @@ async function sendBlob(
   target: Extract<RegistryPath, { kind: 'blob' }>,
 ): Promise<FastifyReply> {
   req.pull = { registry: locator.registry.host, repository: locator.repository, kind: 'blob', digest: target.digest };
+  await opts.access?.authorize('blob', locator.registry, locator.repository, target.digest);
   reply.header('docker-content-digest', target.digest).header('accept-ranges', 'bytes');
   if (req.method === 'HEAD') {
     const { size, source } = await opts.blobs.stat(locator);

@@ -314,6 +314,8 @@ export class UpstreamClient {
       const token = await this.#tokens.token({ registry: registry.host, endpoint: registry.endpoint, challenge: withScope(challenge, scope), scope, credentials, signal: tokenSignal });
       return `Bearer ${token}`;
     } catch (err) {
+      // Forget the challenge: the next request asks the registry afresh (its realm may have moved).
+      this.#challenges.delete(registry.host);
       // A token endpoint that is down or slow is an outage (retry elsewhere); one that refused us is auth.
       const kind = tokenSignal.aborted || isRetryableNetworkError(err) ? 'unavailable' : 'unauthorized';
       throw new UpstreamError(kind, registry.host, `${registry.host}: token request failed: ${describeNetworkError(err, tokenSignal)}`, { cause: err });

@@ -56,6 +56,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
         logger: logger.child({ component: 'seeds' }),
         metrics,
         timeoutMs: config.seedTimeoutMs,
+        responseTimeoutMs: config.upstreamTimeoutMs + config.seedTimeoutMs,
         idleTimeoutMs: config.upstreamIdleTimeoutMs,
         peerCapable: config.peer !== undefined,
       })

@@ -6,8 +6,14 @@ export interface SeedClientOptions {
   seeds: string[];
   logger: Logger;
   metrics: MirrorMetrics;
-  /** Deadline to connect to a seed and for it to start answering. */
+  /** Deadline to connect to a seed: a seed that is down is detected this fast. */
   timeoutMs: number;
+  /**
+   * Deadline for a connected seed to answer. A cold blob or a tag revalidation costs the seed its
+   * own upstream round trip, so this is longer than the connect deadline: treating a slow seed
+   * as down would send every node to the upstream at once, the one thing the seed exists to avoid.
+   */
+  responseTimeoutMs: number;
   /** A transfer with no bytes for this long is broken off. */
   idleTimeoutMs: number;
   /** How long a failed seed is skipped before it is tried again. */
@@ -32,7 +38,7 @@ export class SeedClient {
   readonly #dispatcher: Dispatcher;
   readonly #logger: Logger;
   readonly #metrics: MirrorMetrics;
-  readonly #timeoutMs: number;
+  readonly #responseTimeoutMs: number;
   readonly #cooldownMs: number;
   readonly #peerCapable: boolean;
 
@@ -43,12 +49,12 @@ export class SeedClient {
     }
     this.#logger = opts.logger;
     this.#metrics = opts.metrics;
-    this.#timeoutMs = opts.timeoutMs;
+    this.#responseTimeoutMs = opts.responseTimeoutMs;
     this.#cooldownMs = opts.cooldownMs ?? 5_000;
     this.#peerCapable = opts.peerCapable ?? false;
     this.#dispatcher = new Agent({
       connect: { timeout: opts.timeoutMs },
-      headersTimeout: opts.timeoutMs,
+      headersTimeout: opts.responseTimeoutMs,
       bodyTimeout: opts.idleTimeoutMs,
       keepAliveTimeout: 30_000,
     });
@@ -89,7 +95,7 @@ export class SeedClient {
     registry: UpstreamRegistry,
     opts: { method: 'GET' | 'HEAD'; path: string; headers?: Record<string, string>; signal: AbortSignal; wholeRequestDeadline?: boolean },
   ): Promise<Dispatcher.ResponseData> {
-    const signal = opts.wholeRequestDeadline ? AbortSignal.any([opts.signal, AbortSignal.timeout(this.#timeoutMs)]) : opts.signal;
+    const signal = opts.wholeRequestDeadline ? AbortSignal.any([opts.signal, AbortSignal.timeout(this.#responseTimeoutMs)]) : opts.signal;
     try {
       const res = await this.#dispatcher.request({
         origin: seed.origin,

@@ -129,8 +129,10 @@ export class LocalCluster {
     return new Map(entries);
   }
 
+  /** Stops the daemons, then the seed (daemons report to the seed until they stop). */
   async stop(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => n.stop()));
+    await Promise.all(this.daemons.map((n) => n.stop()));
+    await this.seed?.stop();
   }
 }
 

@@ -13,6 +13,8 @@ interface SharedOptionValues {
   'upstream-timeout': number;
   'upstream-idle-timeout': number;
   'client-timeout': number;
+  'private-recheck-interval': number;
+  'private-offline-grace': number;
 }
 
 export function mirrorServiceConfig(opts: SharedOptionValues): MirrorServiceConfig {
@@ -28,6 +30,8 @@ export function mirrorServiceConfig(opts: SharedOptionValues): MirrorServiceConf
     upstreamTimeoutMs: opts['upstream-timeout'],
     upstreamIdleTimeoutMs: opts['upstream-idle-timeout'],
     clientTimeoutMs: opts['client-timeout'],
+    privateRecheckMs: opts['private-recheck-interval'],
+    privateOfflineGraceMs: opts['private-offline-grace'],
   };
 }
 
