@@ -17,6 +17,9 @@ import { makeTempDir } from '../fixtures/processes.ts';
 import { makeClusterKey, p2pArgs, p2pMetrics, peerAddr, pullVia, waitFor, MB } from './p2p-helpers.ts';
 import { fetchLikeContainerd, rssMiB } from './hardening-helpers.ts';
 
+/** Provider records the flooding member announces (each costs a DHT query among the test's nodes). */
+const FLOOD = Number(process.env.PEERPULL_FLOOD ?? 300);
+
 type Lie = 'too-many-bytes' | 'size-lie' | 'stall' | 'not-found' | 'garbage-header';
 
 describe('hardening: hostile peers', () => {
@@ -24,19 +27,14 @@ describe('hardening: hostile peers', () => {
   let reg: Registry;
   let image: BuiltImage;
   let victim: DaemonProcess;
+  /** One hostile member per lie (a member that lied once is skipped for a while, so each lie needs its own). */
+  const attackers = new Map<Lie, PeerNode>();
   let attacker: PeerNode;
   const served: { digest: string; lie: Lie }[] = [];
   let streamsOpened = 0;
-  const lies = new Map<string, Lie>();
 
-  before(async () => {
-    [reg, image] = await Promise.all([startRegistry(), getImageLayout({ name: 'hardening-peers', layers: [1 * MB, 2 * MB, 3 * MB, 4 * MB] })]);
-    await pushImage(image, `${reg.host}/library/peers:v1`);
-    victim = await startPeerpull({
-      registries: [registryEntry(reg)],
-      extraArgs: [...(await p2pArgs(keyFile)), '--peer-idle-timeout', '1s', '--peer-lookup-timeout', '300ms', '--log-level', 'debug'],
-    });
-    attacker = await PeerNode.start({
+  async function startAttacker(lie: Lie): Promise<PeerNode> {
+    const node = await PeerNode.start({
       listen: ['/ip4/127.0.0.1/tcp/0'],
       dataDir: makeTempDir('pp-attacker-'),
       clusterKey: ClusterKey.load(keyFile),
@@ -46,7 +44,7 @@ describe('hardening: hostile peers', () => {
       allowLoopback: true,
       logger: createLogger({ level: 'silent', service: 'attacker' }),
     });
-    await attacker.libp2p.handle(
+    await node.libp2p.handle(
       BLOB_PROTOCOL,
       async (stream) => {
         streamsOpened++;
@@ -56,9 +54,9 @@ describe('hardening: hostile peers', () => {
           if (buffered.includes(10)) break;
         }
         const request = JSON.parse(buffered.subarray(0, buffered.indexOf(10)).toString('utf8')) as { digest?: string; head?: boolean };
-        const lie = lies.get(request.digest ?? '') ?? 'not-found';
         served.push({ digest: String(request.digest), lie });
-        const size = image.manifests[0]!.layers.find((l) => l.digest === request.digest)?.size ?? 1000;
+        const m = image.manifests[0]!;
+        const size = m.layers.find((l) => l.digest === request.digest)?.size ?? (request.digest === m.configDigest ? m.configSize : 1000);
         const line = (v: unknown) => Buffer.from(`${JSON.stringify(v)}\n`);
         try {
           switch (lie) {
@@ -93,11 +91,23 @@ describe('hardening: hostile peers', () => {
       },
       { maxInboundStreams: 1024 },
     );
-    await waitFor('the attacker to join the victim', async () => (await p2pMetrics(victim)).connected >= 1, 15_000, 100);
+    return node;
+  }
+
+  before(async () => {
+    [reg, image] = await Promise.all([startRegistry(), getImageLayout({ name: 'hardening-peers', layers: [1 * MB, 2 * MB, 3 * MB, 4 * MB] })]);
+    await pushImage(image, `${reg.host}/library/peers:v1`);
+    victim = await startPeerpull({
+      registries: [registryEntry(reg)],
+      extraArgs: [...(await p2pArgs(keyFile)), '--peer-idle-timeout', '1s', '--peer-lookup-timeout', '300ms', '--log-level', 'debug'],
+    });
+    for (const lie of ['too-many-bytes', 'size-lie', 'stall', 'garbage-header', 'not-found'] as const) attackers.set(lie, await startAttacker(lie));
+    attacker = attackers.get('not-found')!;
+    await waitFor('the attackers to join the victim', async () => (await p2pMetrics(victim)).connected >= attackers.size, 15_000, 100);
   });
 
   after(async () => {
-    await attacker?.libp2p.stop();
+    await Promise.all([...attackers.values()].map((a) => a.libp2p.stop()));
     await victim?.stop();
     await reg?.stop();
   });
@@ -111,9 +121,8 @@ describe('hardening: hostile peers', () => {
       [m.layers[3]!.digest, 'garbage-header'],
       [m.configDigest, 'not-found'],
     ];
-    for (const [digest, lie] of plan) lies.set(digest, lie);
-    // The attacker claims all of them in the DHT before the victim asks.
-    for (const [digest] of plan) await attacker.libp2p.contentRouting.provide(digestToCid(digest as Digest), { signal: AbortSignal.timeout(10_000) });
+    // Each attacker claims its blob in the DHT before the victim asks.
+    for (const [digest, lie] of plan) await attackers.get(lie)!.libp2p.contentRouting.provide(digestToCid(digest as Digest), { signal: AbortSignal.timeout(10_000) });
     const started = performance.now();
     const manifest = await fetch(`${victim.url}/v2/library/peers/manifests/v1?ns=${encodeURIComponent(reg.host)}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(manifest.status, 200);
@@ -125,7 +134,7 @@ describe('hardening: hostile peers', () => {
     fetched.forEach((f, i) => assert.equal(f.digest, blobs[i]!.digest, `blob ${i}: the right bytes`));
     assert.ok(fetched.every((f) => f.attempts <= 2), 'at most one broken attempt per blob (the one the liar spoiled)');
     assert.ok(seconds < 15, `promptly (${seconds.toFixed(1)} s)`);
-    assert.ok(served.some((s) => s.lie === 'too-many-bytes' || s.lie === 'size-lie'), 'the victim did ask the liar (the test exercised it)');
+    assert.deepEqual([...new Set(served.map((x) => x.lie))].sort(), plan.map(([, lie]) => lie).sort(), 'the victim did ask every liar (the test exercised each lie)');
     const warnings = victim.logs().filter((l) => l.level >= 40).map((l) => `${l.msg} ${String(l.err ?? '')}`).join('\n');
     assert.match(warnings, /quarantined|did not verify|too many bytes|size mismatch|stalled/, 'the victim says what the peer did');
   });
@@ -133,7 +142,7 @@ describe('hardening: hostile peers', () => {
   test('a flood of provider records for blobs nobody has: lookups stay bounded, pulls still work', async (t) => {
     const rssBefore = rssMiB(victim.process.pid!);
     const started = performance.now();
-    const fakes = Array.from({ length: 1_000 }, (_, i) => `sha256:${crypto.createHash('sha256').update(`flood-${i}`).digest('hex')}` as Digest);
+    const fakes = Array.from({ length: FLOOD }, (_, i) => `sha256:${crypto.createHash('sha256').update(`flood-${i}`).digest('hex')}` as Digest);
     let provided = 0;
     await Promise.all(
       Array.from({ length: 20 }, async (_, w) => {
@@ -154,10 +163,10 @@ describe('hardening: hostile peers', () => {
     assert.ok(rssMiB(victim.process.pid!) - rssBefore < 150, 'memory bounded');
   });
 
-  test('hundreds of blob streams that never send a request: limited and timed out; the node keeps serving', async () => {
+  test('hundreds of blob streams that never send a request: limited and timed out; the node keeps serving', async (t) => {
     const victimId = attacker.libp2p.getPeers().find((p) => p.toString() === peerAddr(victim).split('/p2p/')[1]);
     assert.ok(victimId, 'connected to the victim');
-    const opened: { abort(err: Error): void }[] = [];
+    const opened: { abort(err: Error): void; status: string }[] = [];
     let refused = 0;
     await Promise.all(
       Array.from({ length: 300 }, async () => {
@@ -168,13 +177,16 @@ describe('hardening: hostile peers', () => {
         }
       }),
     );
+    await new Promise((r) => setTimeout(r, 1_000));
+    const openAfter1s = opened.filter((x) => x.status === 'open').length;
     // Meanwhile the node serves HTTP pulls at once.
     const t0 = performance.now();
     const res = await pullVia(victim, reg, 'library/peers', 'v1');
     assert.equal(res.blobs, 5);
     assert.ok(performance.now() - t0 < 5_000, 'pulls are not held up');
     // The victim closes idle streams after its header timeout (3 s).
-    await new Promise((r) => setTimeout(r, 4_000));
+    await new Promise((r) => setTimeout(r, 3_500));
+    const openAfterTimeout = opened.filter((x) => x.status === 'open').length;
     const still = await attacker.libp2p.dialProtocol(victimId, BLOB_PROTOCOL, { signal: AbortSignal.timeout(5_000) }).then(
       (s) => {
         s.abort(new Error('probe'));
@@ -183,7 +195,10 @@ describe('hardening: hostile peers', () => {
       () => false,
     );
     assert.ok(still, 'after the idle streams timed out, a new stream is accepted again');
-    for (const s of opened) s.abort(new Error('cleanup'));
-    assert.ok(refused > 0 || opened.length <= 300, `${opened.length} streams opened, ${refused} refused`);
+    t.diagnostic(`300 idle streams: ${refused} refused at once, ${openAfter1s} still open after 1 s, ${openAfterTimeout} after the victim's 3 s header timeout`);
+    for (const x of opened) x.abort(new Error('cleanup'));
+    // (A stream counts as opened on the dialer before the victim confirms it; the excess is reset right after.)
+    assert.ok(openAfter1s <= 64, `the victim's inbound stream limit (64 per connection for the blob protocol) holds: ${openAfter1s} open`);
+    assert.equal(openAfterTimeout, 0, 'idle streams are closed by the victim after its header timeout');
   });
 });
