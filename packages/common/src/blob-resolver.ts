@@ -333,16 +333,7 @@ export class BlobResolver {
           }
           try {
             if (opened.size !== undefined) ingest.setSize(opened.size);
-            let skip = offset - opened.offset; // a source that ignored our offset resends the prefix
-            for await (let chunk of opened.body as AsyncIterable<Buffer>) {
-              if (skip > 0) {
-                if (chunk.length <= skip) {
-                  skip -= chunk.length;
-                  continue;
-                }
-                chunk = chunk.subarray(skip);
-                skip = 0;
-              }
+            for await (const chunk of fromOffset(opened.body, offset - opened.offset)) {
               await ingest.write(chunk, source.name);
               this.#metrics?.bytesFetched.inc({ source: source.name }, chunk.length);
             }
@@ -480,16 +471,7 @@ export class BlobResolver {
         }
         if (!opened) continue;
         try {
-          let skip = position - opened.offset;
-          for await (let chunk of opened.body as AsyncIterable<Buffer>) {
-            if (skip > 0) {
-              if (chunk.length <= skip) {
-                skip -= chunk.length;
-                continue;
-              }
-              chunk = chunk.subarray(skip);
-              skip = 0;
-            }
+          for await (let chunk of fromOffset(opened.body, position - opened.offset)) {
             if (chunk.length > end - position + 1) chunk = chunk.subarray(0, end - position + 1);
             hash?.update(chunk);
             position += chunk.length;
@@ -545,4 +527,16 @@ export function isNoSpaceError(err: unknown): boolean {
   if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return true;
   // LevelDB reports it as an IO error with the OS message.
   return /No space left on device|ENOSPC|Disk quota exceeded/.test(e?.message ?? '') || (e?.cause !== undefined && e.cause !== err && isNoSpaceError(e.cause));
+}
+
+/** The body from `skip` bytes in: a source that ignored the requested offset resends the prefix. */
+async function* fromOffset(body: Readable, skip: number): AsyncIterable<Buffer> {
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    yield skip > 0 ? chunk.subarray(skip) : chunk;
+    skip = 0;
+  }
 }

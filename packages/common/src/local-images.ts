@@ -1,5 +1,6 @@
 import type { ContentStore } from './content-store.ts';
 import type { Digest } from './digest.ts';
+import type { NodeImage } from './pull-report.ts';
 import { formatPlatform, manifestReferences } from './manifest-references.ts';
 import { INDEX_MEDIA_TYPES } from './media-types.ts';
 
@@ -102,4 +103,30 @@ export function imageDigests(image: LocalImage): Digest[] {
     for (const b of p.blobs) out.add(b.digest);
   }
   return [...out];
+}
+
+/** The tagged images in a store as a node reports them, recomputed only after the store changed. */
+export class LocalImagesView {
+  readonly #store: ContentStore;
+  #generation = 0;
+  #cached: { generation: number; images: Promise<NodeImage[]> } | undefined;
+
+  constructor(store: ContentStore) {
+    this.#store = store;
+    const bump = (): void => void this.#generation++;
+    store.on('added', bump);
+    store.on('removed', bump);
+    store.on('tag', bump);
+  }
+
+  images(): Promise<NodeImage[]> {
+    if (this.#cached?.generation !== this.#generation) {
+      const images = listLocalImages(this.#store).then((list) =>
+        list.map((i) => ({ image: i.image, digest: i.digest, bytes: i.bytes, complete: i.complete })),
+      );
+      this.#cached = { generation: this.#generation, images };
+      images.catch(() => (this.#cached = undefined));
+    }
+    return this.#cached.images;
+  }
 }

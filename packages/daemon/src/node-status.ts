@@ -1,6 +1,6 @@
 import {
   PEERPULL_VERSION,
-  listLocalImages,
+  LocalImagesView,
   rateLimitViews,
   recentProblems,
   sumByLabel,
@@ -53,15 +53,11 @@ export interface NodeStatusOptions {
 /** Builds the node's status and heartbeat from its metrics, store and sources. */
 export class NodeStatusCollector {
   readonly #opts: NodeStatusOptions;
-  #images: { generation: number; images: Promise<NodeImage[]> } | undefined;
-  #generation = 0;
+  readonly #images: LocalImagesView;
 
   constructor(opts: NodeStatusOptions) {
     this.#opts = opts;
-    const bump = (): void => void this.#generation++;
-    opts.store.on('added', bump);
-    opts.store.on('removed', bump);
-    opts.store.on('tag', bump);
+    this.#images = new LocalImagesView(opts.store);
   }
 
   async heartbeat(): Promise<NodeHeartbeat> {
@@ -70,7 +66,7 @@ export class NodeStatusCollector {
       this.#opts.readinessProblem(),
       sumByLabel(metrics.bytesServed, 'source'),
       sumByLabel(metrics.bytesFetched, 'source'),
-      this.#localImages(),
+      this.#images.images(),
     ]);
     const beat: NodeHeartbeat = {
       version: PEERPULL_VERSION,
@@ -121,15 +117,4 @@ export class NodeStatusCollector {
     };
   }
 
-  /** The tagged images in the store, recomputed only after the store changed. */
-  #localImages(): Promise<NodeImage[]> {
-    if (this.#images?.generation !== this.#generation) {
-      const images = listLocalImages(this.#opts.store).then((list) =>
-        list.map((i) => ({ image: i.image, digest: i.digest, bytes: i.bytes, complete: i.complete })),
-      );
-      this.#images = { generation: this.#generation, images };
-      images.catch(() => (this.#images = undefined));
-    }
-    return this.#images.images;
-  }
 }

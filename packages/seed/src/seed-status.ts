@@ -1,6 +1,6 @@
 import {
   PEERPULL_VERSION,
-  listLocalImages,
+  LocalImagesView,
   rateLimitViews,
   recentProblems,
   sumByLabel,
@@ -60,15 +60,11 @@ export class SeedStatusCollector {
   readonly #opts: SeedStatusOptions;
   #timer: NodeJS.Timeout | undefined;
   #upstreamSeen = 0;
-  #images: { generation: number; images: Promise<NodeImage[]> } | undefined;
-  #generation = 0;
+  readonly #images: LocalImagesView;
 
   constructor(opts: SeedStatusOptions) {
     this.#opts = opts;
-    const bump = (): void => void this.#generation++;
-    opts.store.on('added', bump);
-    opts.store.on('removed', bump);
-    opts.store.on('tag', bump);
+    this.#images = new LocalImagesView(opts.store);
   }
 
   /** Feeds the seed's own upstream bytes into the WAN time series. */
@@ -87,7 +83,7 @@ export class SeedStatusCollector {
       this.#opts.readinessProblem(),
       sumByLabel(metrics.bytesServed, 'source'),
       sumByLabel(metrics.bytesFetched, 'source'),
-      this.#localImages(),
+      this.#images.images(),
     ]);
     const nodes = this.#opts.nodes.nodes();
     const status: SeedStatus = {
@@ -120,12 +116,4 @@ export class SeedStatusCollector {
     this.#upstreamSeen = upstream;
   }
 
-  #localImages(): Promise<NodeImage[]> {
-    if (this.#images?.generation !== this.#generation) {
-      const images = listLocalImages(this.#opts.store).then((list) => list.map((i) => ({ image: i.image, digest: i.digest, bytes: i.bytes, complete: i.complete })));
-      this.#images = { generation: this.#generation, images };
-      images.catch(() => (this.#images = undefined));
-    }
-    return this.#images.images;
-  }
 }
