@@ -19,7 +19,7 @@
 // unexpectedly (a missed target is a finding, not a failure).
 //
 // Flags: --nodes 1,5,10  --image-size 64MB  --wan-rate 100mbit  --wan-delay 25ms  --rolling 5
-//        --dead-peer 5  --scenarios cold,rolling,offline,dead-peer  --modes direct,proxy,peerpull
+//        --dead-peer 5  --scenarios cold,rolling,offline,dead-peer  --modes direct,proxy,seed-only,peerpull
 //        --wan-mode auto|netns|relay  --out bench-results/burst.json  --keep (keep the logs)
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,7 +31,8 @@ import { REPO_ROOT } from '../fixtures/daemon.ts';
 import { ProcessMeter } from '../cluster/proc-stats.ts';
 import { Testbed, clusterBytes } from '../cluster/testbed.ts';
 
-type Mode = 'direct' | 'proxy' | 'peerpull';
+/** peerpull: seed + daemons with P2P; seed-only: the same without P2P (the seed alone feeds every node). */
+type Mode = 'direct' | 'proxy' | 'peerpull' | 'seed-only';
 type Scenario = 'cold' | 'rolling' | 'offline' | 'dead-peer';
 
 const { values: args } = parseArgs({
@@ -43,7 +44,7 @@ const { values: args } = parseArgs({
     rolling: { type: 'string', default: '5' },
     'dead-peer': { type: 'string', default: '5' },
     scenarios: { type: 'string', default: 'cold,rolling,offline,dead-peer' },
-    modes: { type: 'string', default: 'direct,proxy,peerpull' },
+    modes: { type: 'string', default: 'direct,proxy,seed-only,peerpull' },
     'wan-mode': { type: 'string', default: 'auto' },
     out: { type: 'string', default: 'bench-results/burst.json' },
     keep: { type: 'boolean', default: false },
@@ -129,14 +130,14 @@ async function setup(tb: Testbed, mode: Mode, nodes: number, image: BuiltImage, 
       stop: async () => void (await proxy.stop()),
     };
   }
-  const cluster = await tb.startCluster({ daemons: nodes });
-  if (!(await cluster.waitForPeers(20_000))) log('  warning: not every daemon found a peer in 20 s');
+  const cluster = await tb.startCluster({ daemons: nodes, p2p: mode === 'peerpull' });
+  if (mode === 'peerpull' && !(await cluster.waitForPeers(20_000))) log('  warning: not every daemon found a peer in 20 s');
   return {
     cluster,
     urlFor: async (i) => {
       while (cluster.daemons.length <= i) {
         await cluster.addDaemon();
-        await cluster.waitForPeers(20_000);
+        if (mode === 'peerpull') await cluster.waitForPeers(20_000);
       }
       return (cluster.daemons[i] as { url: string }).url;
     },
@@ -270,7 +271,7 @@ async function offline(tb: Testbed, mode: Mode, image: BuiltImage): Promise<RunR
       failures.push(`fresh node: ${(err as Error).message.split('\n')[0]} after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     const m = await measure();
-    return finish({ scenario: 'offline', n: 1, mode, times, failures, expectedFailures: mode === 'peerpull' ? 0 : failures.length /* a baseline that cannot pull offline: the finding */, upstreamBytes: await tb.upstreamBytes(), ...m, notes }, image);
+    return finish({ scenario: 'offline', n: 1, mode, times, failures, expectedFailures: mode === 'peerpull' || mode === 'seed-only' ? 0 : failures.length /* a baseline that cannot pull offline: the finding */, upstreamBytes: await tb.upstreamBytes(), ...m, notes }, image);
   } finally {
     tb.restoreWan();
     await s.stop();
