@@ -8,7 +8,6 @@ import {
   type ContentStore,
   type MirrorMetrics,
   type NodeHeartbeat,
-  type NodeImage,
   type UpstreamClient,
 } from '@peerpull/common';
 import type { DaemonPeer } from './daemon-peer.ts';

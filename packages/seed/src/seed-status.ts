@@ -7,36 +7,20 @@ import {
   type BlobResolver,
   type ContentStore,
   type MirrorMetrics,
-  type NodeImage,
-  type NodeTransfer,
+  type NodeHeartbeat,
   type PeerNode,
-  type RateLimitView,
   type UpstreamClient,
 } from '@peerpull/common';
 import type { NodeRegistry } from './node-registry.ts';
 import type { PullLog } from './pull-log.ts';
 
-/** The seed's own state: `GET /api/v1/status` and the seed's row on the dashboard. */
-export interface SeedStatus {
+/** The seed's own state: `GET /api/v1/status` and the seed's row on the dashboard; a node's heartbeat plus the seed's parts. */
+export interface SeedStatus extends Omit<NodeHeartbeat, 'peerId'> {
   service: 'seed';
-  version: string;
-  startedAt: number;
   uptimeMs: number;
   address: string;
-  ready: boolean;
-  readyReason?: string;
   peerId: string | null;
-  peers: string[];
   routingTable: number;
-  cache: { bytes: number; maxBytes: number; entries: number; evictions: number };
-  /** Bytes sent to daemons (and other clients) by source. */
-  served: Record<string, number>;
-  /** Bytes fetched into the seed's store by source (all upstream: WAN bytes). */
-  fetched: Record<string, number>;
-  transfers: NodeTransfer[];
-  images: NodeImage[];
-  rateLimits: RateLimitView[];
-  errors: { time: string; level: string; msg: string; err?: string }[];
   pullLog: { entries: number };
   nodes: { total: number; ready: number; stale: number };
 }
