@@ -37,3 +37,4 @@ export * from './version.ts';
 export * from './recent-problems.ts';
 export * from './pull-report.ts';
 export * from './local-images.ts';
+export * from './node-heartbeat.ts';

@@ -1,8 +1,5 @@
 import {
-  PEERPULL_VERSION,
-  LocalImagesView,
-  rateLimitViews,
-  recentProblems,
+  NodeHeartbeatCollector,
   sumByLabel,
   type BlobResolver,
   type ContentStore,
@@ -52,37 +49,15 @@ export interface NodeStatusOptions {
 /** Builds the node's status and heartbeat from its metrics, store and sources. */
 export class NodeStatusCollector {
   readonly #opts: NodeStatusOptions;
-  readonly #images: LocalImagesView;
+  readonly #heartbeat: NodeHeartbeatCollector;
 
   constructor(opts: NodeStatusOptions) {
     this.#opts = opts;
-    this.#images = new LocalImagesView(opts.store);
+    this.#heartbeat = new NodeHeartbeatCollector({ ...opts, peer: () => opts.peer?.node });
   }
 
-  async heartbeat(): Promise<NodeHeartbeat> {
-    const { store, metrics, peer } = this.#opts;
-    const [problem, served, fetched, images] = await Promise.all([
-      this.#opts.readinessProblem(),
-      sumByLabel(metrics.bytesServed, 'source'),
-      sumByLabel(metrics.bytesFetched, 'source'),
-      this.#images.images(),
-    ]);
-    const beat: NodeHeartbeat = {
-      version: PEERPULL_VERSION,
-      startedAt: this.#opts.startedAt,
-      ready: problem === undefined,
-      peers: peer ? peer.node.libp2p.getPeers().map(String) : [],
-      cache: { bytes: store.totalBytes, maxBytes: store.maxBytes, entries: store.entries, evictions: store.evictions },
-      served,
-      fetched,
-      transfers: this.#opts.blobs.activeFetches().map((f) => ({ digest: f.digest, repository: `${f.registry}/${f.repository}`, source: f.source, written: f.written, size: f.size ?? null, startedAt: f.startedAt })),
-      images,
-      rateLimits: rateLimitViews(this.#opts.upstream),
-      errors: recentProblems.latest(10),
-    };
-    if (problem) beat.readyReason = problem;
-    if (peer) beat.peerId = peer.node.peerId.toString();
-    return beat;
+  heartbeat(): Promise<NodeHeartbeat> {
+    return this.#heartbeat.collect();
   }
 
   async status(): Promise<DaemonStatus> {

@@ -1,8 +1,5 @@
 import {
-  PEERPULL_VERSION,
-  LocalImagesView,
-  rateLimitViews,
-  recentProblems,
+  NodeHeartbeatCollector,
   sumByLabel,
   type BlobResolver,
   type ContentStore,
@@ -44,11 +41,11 @@ export class SeedStatusCollector {
   readonly #opts: SeedStatusOptions;
   #timer: NodeJS.Timeout | undefined;
   #upstreamSeen = 0;
-  readonly #images: LocalImagesView;
+  readonly #heartbeat: NodeHeartbeatCollector;
 
   constructor(opts: SeedStatusOptions) {
     this.#opts = opts;
-    this.#images = new LocalImagesView(opts.store);
+    this.#heartbeat = new NodeHeartbeatCollector({ ...opts, peer: () => opts.peer });
   }
 
   /** Feeds the seed's own upstream bytes into the WAN time series. */
@@ -62,36 +59,19 @@ export class SeedStatusCollector {
   }
 
   async status(): Promise<SeedStatus> {
-    const { store, metrics, peer } = this.#opts;
-    const [problem, served, fetched, images] = await Promise.all([
-      this.#opts.readinessProblem(),
-      sumByLabel(metrics.bytesServed, 'source'),
-      sumByLabel(metrics.bytesFetched, 'source'),
-      this.#images.images(),
-    ]);
+    const { peer } = this.#opts;
+    const beat = await this.#heartbeat.collect();
     const nodes = this.#opts.nodes.nodes();
-    const status: SeedStatus = {
+    return {
+      ...beat,
       service: 'seed',
-      version: PEERPULL_VERSION,
-      startedAt: this.#opts.startedAt,
       uptimeMs: Date.now() - this.#opts.startedAt,
       address: this.#opts.address(),
-      ready: problem === undefined,
-      peerId: peer?.peerId.toString() ?? null,
-      peers: peer ? peer.libp2p.getPeers().map(String) : [],
+      peerId: beat.peerId ?? null,
       routingTable: peer?.routingTableSize() ?? 0,
-      cache: { bytes: store.totalBytes, maxBytes: store.maxBytes, entries: store.entries, evictions: store.evictions },
-      served,
-      fetched,
-      transfers: this.#opts.blobs.activeFetches().map((f) => ({ digest: f.digest, repository: `${f.registry}/${f.repository}`, source: f.source, written: f.written, size: f.size ?? null, startedAt: f.startedAt })),
-      images,
-      rateLimits: rateLimitViews(this.#opts.upstream),
-      errors: recentProblems.latest(10),
       pullLog: { entries: this.#opts.pullLog.size },
       nodes: { total: nodes.length, ready: nodes.filter((n) => !n.stale && n.ready).length, stale: nodes.filter((n) => n.stale).length },
     };
-    if (problem) status.readyReason = problem;
-    return status;
   }
 
   async #sampleWan(): Promise<void> {
