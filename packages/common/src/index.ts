@@ -38,3 +38,4 @@ export * from './recent-problems.ts';
 export * from './pull-report.ts';
 export * from './local-images.ts';
 export * from './node-heartbeat.ts';
+export * from './mirror-options.ts';

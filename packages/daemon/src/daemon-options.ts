@@ -1,23 +1,15 @@
-import { DEFAULT_REGISTRIES, LOG_LEVELS, peerOptions, type OptionSpecs } from '@peerpull/common';
+import { MIRROR_OPTIONS, peerOptions, type OptionSpecs } from '@peerpull/common';
 
 export const DAEMON_OPTIONS = {
   listen: { type: 'string', description: 'Address of the registry mirror containerd talks to', default: '127.0.0.1:5050', placeholder: 'HOST:PORT' },
   data: { type: 'string', description: 'Directory for the content store and metadata', default: '/var/lib/peerpull', placeholder: 'DIR' },
-  registry: { type: 'list', description: 'Upstream registry the mirror may contact, as host or host=endpoint-url; replaces the default list', default: DEFAULT_REGISTRIES, placeholder: 'HOST[=URL]' },
-  'default-registry': { type: 'string', description: 'Registry for requests without ?ns= (must be in --registry)', default: 'docker.io', placeholder: 'HOST' },
   seed: { type: 'list', description: 'Cluster seed to resolve tags and fetch blobs through, e.g. http://peerpull-seed:5060', default: [], placeholder: 'URL' },
   'seed-timeout': { type: 'duration', description: 'Deadline to connect to a seed before the daemon goes to the upstream directly (a connected seed gets the upstream timeout plus this to answer)', default: '2s' },
-  'auth-file': { type: 'string', description: 'Docker config.json or kubernetes.io/dockerconfigjson Secret with upstream credentials (auths; keys may be host/repository-prefix); what they fetch is private', placeholder: 'FILE' },
-  'private-recheck-interval': { type: 'duration', description: 'Private content is served under a repository only while the upstream confirms the repository holds it: re-checked this often', default: '5m' },
-  'private-offline-grace': { type: 'duration', description: 'While the upstream cannot be asked, private content checked within this long keeps being served', default: '1h' },
   'cache-size': { type: 'size', description: 'Evict least-recently-used content above this size', default: '20GiB' },
   'tag-ttl': { type: 'duration', description: 'Serve a cached tag this long before revalidating it upstream', default: '5m' },
   'max-stale': { type: 'duration', description: 'While every source fails, serve a cached tag up to this long after it was last validated', default: 'forever' },
   'metrics-listen': { type: 'string', description: 'Address for Prometheus /metrics ("" to disable)', default: '0.0.0.0:5080', placeholder: 'HOST:PORT' },
-  'upstream-connect-timeout': { type: 'duration', description: 'Deadline to connect to an upstream', default: '3s' },
-  'upstream-timeout': { type: 'duration', description: 'Deadline for an upstream to start answering, and for a whole manifest request', default: '10s' },
-  'upstream-idle-timeout': { type: 'duration', description: 'A blob transfer with no bytes for this long is broken off and resumed', default: '15s' },
-  'client-timeout': { type: 'duration', description: 'Deadline for a client to send a whole request, headers and body; slower clients (slow-loris) are disconnected', default: '30s' },
+  ...MIRROR_OPTIONS,
   ...peerOptions(5070),
   'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
@@ -37,5 +29,4 @@ export const DAEMON_OPTIONS = {
     placeholder: 'HOST[=URL]',
   },
   'manage-interval': { type: 'duration', description: 'How often --manage-containerd checks the daemon\'s readiness', default: '2s' },
-  'log-level': { type: 'string', description: 'Log level', default: 'info', choices: LOG_LEVELS, placeholder: 'LEVEL' },
 } as const satisfies OptionSpecs;
