@@ -364,11 +364,9 @@ export class ConnectionRecorder {
 
 // ---- the daemon's data dir --------------------------------------------------------------------------
 
-/** Where the content store keeps a verified blob. */
-export function storedBlobPath(dataDir: string, digest: string): string {
-  const hex = digest.slice('sha256:'.length);
-  return path.join(dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex);
-}
+
+export { fileDigest, storedBlobPath } from '../fixtures/store-files.ts';
+import { fileDigest } from '../fixtures/store-files.ts';
 
 export function tmpFiles(dataDir: string): string[] {
   try {
@@ -378,9 +376,6 @@ export function tmpFiles(dataDir: string): string[] {
   }
 }
 
-export function fileDigest(file: string): string {
-  return `sha256:${crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')}`;
-}
 
 /** Every file under blobs/ whose name is not the sha256 of its content (should be none). */
 export function corruptStoredBlobs(dataDir: string): string[] {

@@ -10,7 +10,7 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { TestProxy, storedBlobs } from './seed-helpers.ts';
 import {
   MB,
-  blobFile,
+  storedBlobPath,
   blobsOf,
   corruptStoredBlob,
   logsWith,
@@ -19,7 +19,7 @@ import {
   p2pMetrics,
   peerInfo,
   pullVia,
-  sha256File,
+  fileDigest,
   stopAll,
   timeOf,
   waitFor,
@@ -111,7 +111,7 @@ describe('faulty peers', () => {
     assert.equal((await pullVia(bad, reg, repo, TAG)).manifestDigest, corruptImg.manifestDigest);
     await waitProvided(bad, blobsOf(corruptImg).map((b) => b.digest));
     corruptStoredBlob(bad.dataDir, layer.digest);
-    assert.notEqual(sha256File(blobFile(bad.dataDir, layer.digest)), layer.digest, 'the stored copy is corrupt now');
+    assert.notEqual(fileDigest(storedBlobPath(bad.dataDir, layer.digest)), layer.digest, 'the stored copy is corrupt now');
     const badId = peerInfo(bad).peerId;
 
     // Like kubelet/containerd: a failed pull is retried once.

@@ -50,13 +50,11 @@ export function peerAddr(d: DaemonProcess): string {
 
 // ---- images -----------------------------------------------------------------------------------------
 
-/** Config and layers of a single-platform image. */
-export function blobsOf(img: BuiltImage): { digest: string; size: number }[] {
-  const m = img.manifests[0]!;
-  return [{ digest: m.configDigest, size: m.configSize }, ...m.layers.map((l) => ({ digest: l.digest, size: l.size }))];
-}
 
 /** Bytes of config + layers: what one node fetches into its store for the image (manifests aside). */
+export { blobsOf, fileDigest, storedBlobPath } from '../fixtures/store-files.ts';
+import { blobsOf, storedBlobPath } from '../fixtures/store-files.ts';
+
 export function blobBytes(img: BuiltImage): number {
   return blobsOf(img).reduce((n, b) => n + b.size, 0);
 }
@@ -124,14 +122,10 @@ export async function waitProvided(d: DaemonProcess, keys: string[], timeoutMs =
 
 // ---- the store --------------------------------------------------------------------------------------
 
-export function blobFile(dataDir: string, digest: string): string {
-  const hex = digest.replace(/^sha256:/, '');
-  return path.join(dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex);
-}
 
 /** Overwrites `length` bytes in the middle of a stored blob with other bytes; the size stays. */
 export function corruptStoredBlob(dataDir: string, digest: string, length = 4096): void {
-  const file = blobFile(dataDir, digest);
+  const file = storedBlobPath(dataDir, digest);
   const size = fs.statSync(file).size;
   const at = Math.max(0, Math.floor(size / 2) - Math.floor(length / 2));
   const fd = fs.openSync(file, 'r+');
@@ -146,6 +140,3 @@ export function corruptStoredBlob(dataDir: string, digest: string, length = 4096
   if (fs.statSync(file).size !== size) throw new Error('corrupting changed the size');
 }
 
-export function sha256File(file: string): string {
-  return `sha256:${crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')}`;
-}

@@ -83,11 +83,6 @@ export function blobGets(reg: Registry, digest: string): number {
 
 // ---- pulls through a daemon ----------------------------------------------------------------------
 
-/** Config and layers of a single-platform image. */
-export function blobsOf(img: BuiltImage, manifestIndex = 0): { digest: string; size: number }[] {
-  const m = img.manifests[manifestIndex]!;
-  return [{ digest: m.configDigest, size: m.configSize }, ...m.layers.map((l) => ({ digest: l.digest, size: l.size }))];
-}
 
 /** Pulls repository:tag through a daemon (or seed) the way containerd does (`?ns=` the registry). */
 export function pullVia(d: { url: string }, reg: { host: string }, repository: string, tag: string): Promise<PullResult> {
@@ -338,11 +333,11 @@ async function write(res: http.ServerResponse, chunk: Buffer, gone: () => boolea
 
 // ---- a data dir ------------------------------------------------------------------------------------
 
-export function fileDigest(file: string): string {
-  return `sha256:${crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')}`;
-}
 
 /** Every file under <data>/blobs/sha256/xx/, and whether each hashes to its name. */
+export { blobsOf, fileDigest } from '../fixtures/store-files.ts';
+import { blobsOf, fileDigest } from '../fixtures/store-files.ts';
+
 export function storedBlobs(dataDir: string): { name: string; ok: boolean; size: number }[] {
   const root = path.join(dataDir, 'blobs', 'sha256');
   const out: { name: string; ok: boolean; size: number }[] = [];
