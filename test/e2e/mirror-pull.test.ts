@@ -194,6 +194,8 @@ describe('mirror: skopeo and containerd pull through peerpull daemon', () => {
     // Once cached, HEAD is answered locally with the same headers.
     const get = await rawRequest(dS.host, 'GET', `/v2/library/head-only/blobs/${layer.digest}`);
     assert.equal(get.status, 200);
+    // The last byte goes out once the digest verified; the fsync + rename into the store follow.
+    assert.ok(await waitUntil(() => fs.existsSync(storedBlobPath(dS.dataDir, layer.digest))), 'stored after the GET');
     assert.equal(fileDigest(storedBlobPath(dS.dataDir, layer.digest)), layer.digest);
     await resetLog(reg);
     const cached = await rawRequest(dS.host, 'HEAD', `/v2/library/head-only/blobs/${layer.digest}`);

@@ -47,6 +47,8 @@ export class BlobIngest extends EventEmitter {
   #handle: FileHandle;
   readonly #hasher = new DigestHasher();
   #state: IngestState = 'writing';
+  /** Size and digest checked: readers may have every byte while the store fsyncs and renames. */
+  #verified = false;
   #error: Error | undefined;
   #size: number | undefined;
   #readers = 0;
@@ -83,6 +85,11 @@ export class BlobIngest extends EventEmitter {
 
   get state(): IngestState {
     return this.#state;
+  }
+
+  /** Every byte is on disk (not yet fsynced) and matched the digest. */
+  get verified(): boolean {
+    return this.#verified;
   }
 
   get error(): Error | undefined {
@@ -219,6 +226,10 @@ export class BlobIngest extends EventEmitter {
       return this.fail(new DigestMismatchError(this.digest, actual));
     }
     this.#size = this.written;
+    // Readers get the last byte now: the bytes are verified, and the fsync + rename that follow
+    // (~0.1-0.3 s for a 100 MB blob on a slow disk) only decide whether the cache keeps them.
+    this.#verified = true;
+    this.emit('progress');
     try {
       await this.#finalize(this);
     } catch (err) {
@@ -281,11 +292,11 @@ export class BlobIngest extends EventEmitter {
         // The blob's final byte (and the end of a stream that reaches it) is held back until
         // the digest verified: a client that got every byte of a wrong blob would otherwise
         // see a clean, complete response, and a failure now aborts it instead.
-        const holdLast = ingest.#state !== 'complete' && ingest.#size !== undefined && last >= ingest.#size - 1;
+        const holdLast = !ingest.#verified && ingest.#size !== undefined && last >= ingest.#size - 1;
         if (!holdLast && ingest.#flushed > last) return { end: last + 1, final: true };
         const readable = Math.min(ingest.#flushed, holdLast ? last : last + 1);
         if (ingest.#state === 'failed') return { end: readable, final: false, error: ingest.#error ?? new Error('ingest failed') };
-        return { end: readable, final: ingest.#state === 'complete' };
+        return { end: readable, final: ingest.#verified };
       },
       changed: () => once(ingest, 'progress').then(() => undefined),
     });

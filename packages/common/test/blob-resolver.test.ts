@@ -129,8 +129,8 @@ describe('BlobResolver', () => {
     }
     const bodies = await Promise.all(handles.map((h) => readAll(h.read())));
     for (const body of bodies) assert.ok(body.equals(DATA));
+    await waitFor(() => r.inflight === 0); // readers get the last byte once verified, before the fsync + rename
     assert.equal(store.has(DIGEST), true);
-    await waitFor(() => r.inflight === 0);
 
     // Stored now: served locally without asking anyone.
     const local = await r.open(locator);
@@ -162,6 +162,7 @@ describe('BlobResolver', () => {
     assert.ok(body.equals(DATA), 'the reader sees one seamless stream');
     assert.deepEqual(broken.opens, [0]);
     assert.deepEqual(next.opens, [10 * CHUNK], 'the next source is asked for the bytes already written');
+    await waitFor(() => r.inflight === 0); // readers get the last byte once verified, before the fsync + rename
     assert.equal(store.has(DIGEST), true);
     assert.ok((await store.readAll(DIGEST)).equals(DATA));
   });
@@ -173,6 +174,7 @@ describe('BlobResolver', () => {
     const handle = await r.open(locator);
     assert.ok((await readAll(handle.read())).equals(DATA));
     assert.deepEqual(flaky.opens.slice(0, 3), [0, 7 * CHUNK, 14 * CHUNK]);
+    await waitFor(() => r.inflight === 0); // readers get the last byte once verified, before the fsync + rename
     assert.equal(store.has(DIGEST), true);
   });
 
@@ -185,6 +187,7 @@ describe('BlobResolver', () => {
     const handle = await r.open(locator);
     assert.ok((await readAll(handle.read())).equals(DATA));
     assert.deepEqual(rangeless.opens, [3 * CHUNK]);
+    await waitFor(() => r.inflight === 0); // readers get the last byte once verified, before the fsync + rename
     assert.equal(store.has(DIGEST), true);
     assert.ok((await store.readAll(DIGEST)).equals(DATA));
   });
@@ -243,6 +246,7 @@ describe('BlobResolver', () => {
     assert.deepEqual(liar.opens, [2 * CHUNK]);
     assert.deepEqual(good.opens, [2 * CHUNK]);
     await tick(); // an unhandled 'error' would surface here and fail the test
+    await waitFor(() => r.inflight === 0); // readers get the last byte once verified, before the fsync + rename
     assert.equal(store.has(DIGEST), true);
   });
 
