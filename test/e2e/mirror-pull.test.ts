@@ -157,6 +157,7 @@ describe('mirror: skopeo and containerd pull through peerpull daemon', () => {
     assert.ok(pulls.length > 0);
     assert.deepEqual([...new Set(pulls.map((p) => p.registry))], [reg.host]);
     assert.deepEqual(pulls.filter((p) => (p.status as number) >= 400), []);
+    await waitUntil(() => [...fetchedByDaemon].every((digest) => fs.existsSync(storedBlobPath(dS.dataDir, digest)))); // fsync + rename follow the last byte
     for (const digest of fetchedByDaemon) {
       assert.equal(fileDigest(storedBlobPath(dS.dataDir, digest)), digest, `stored ${digest}`);
     }

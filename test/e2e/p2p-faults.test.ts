@@ -139,6 +139,8 @@ describe('faulty peers', () => {
     assert.deepEqual(laterAsks.map((l) => l.digest), [], 'the quarantined peer was not asked again');
     await waitFor('the corrupt peer to log its upload', () => bad.logs().some((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest), 3_000);
     assert.equal(bad.logs().filter((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest).length, 1, 'the corrupt copy was sent once');
+    // The client has the last byte once the digest verified; the store's fsync + rename (and this log line) follow.
+    await waitFor('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
     const stored = logsWith(puller, 'blob stored', { digest: layer.digest });
     assert.equal(stored.length, 1);
     assert.equal((stored[0]!.bySource as Record<string, number>).peer ?? 0, 0, `the good copy came from elsewhere: ${JSON.stringify(stored[0]!.bySource)}`);
@@ -188,6 +190,7 @@ describe('faulty peers', () => {
       assert.deepEqual(requests.map((p) => `${p.method} ${p.status}`), ['GET 200'], 'the client made one request');
 
       // The transfer broke at the peer and resumed elsewhere at the right offset.
+      await waitFor('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
       const stored = logsWith(puller, 'blob stored', { digest: layer.digest });
       assert.equal(stored.length, 1);
       const bySource = stored[0]!.bySource as Record<string, number>;
