@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { BlobIngest, DigestMismatchError } from './blob-ingest.ts';
 import { digestHex, isDigest, sha256Digest, type Digest } from './digest.ts';
 import { FileRangeStream } from './file-range-stream.ts';
+import { OpenFileCache } from './open-file-cache.ts';
 
 export type ContentKind = 'blob' | 'manifest';
 
@@ -54,6 +55,7 @@ export class ContentStore extends EventEmitter {
   readonly #index = new Map<Digest, ContentInfo>();
   readonly #leases = new Map<Digest, number>();
   readonly #dirtyAccess = new Set<Digest>();
+  readonly #openFiles = new OpenFileCache();
   #maxBytes: number;
   #totalBytes = 0;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -82,6 +84,7 @@ export class ContentStore extends EventEmitter {
 
   async close(): Promise<void> {
     clearInterval(this.#flushTimer);
+    this.#openFiles.closeAll();
     await this.#flushAccess();
     await this.#db.close();
   }
@@ -126,7 +129,8 @@ export class ContentStore extends EventEmitter {
     this.#touch(info);
     this.#lease(digest);
     // Piped into an HTTP response, it reads into pooled buffers (no per-read garbage).
-    const stream = new FileRangeStream(this.blobPath(digest), start, end ?? info.size - 1);
+    const path = this.blobPath(digest);
+    const stream = new FileRangeStream({ name: path, acquire: () => this.#openFiles.acquire(digest, path) }, start, end ?? info.size - 1);
     stream.once('close', () => this.#release(digest));
     stream.once('error', (err) => {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') void this.remove(digest, 'file missing');
@@ -182,6 +186,7 @@ export class ContentStore extends EventEmitter {
     this.#index.delete(digest);
     this.#totalBytes -= info.size;
     this.#dirtyAccess.delete(digest);
+    this.#openFiles.retire(digest);
     await unlink(this.blobPath(digest)).catch(() => undefined);
     await this.#db.del(`c!${digest}`).catch(() => undefined);
     this.#logger.info({ digest, size: info.size, reason }, 'removed from store');

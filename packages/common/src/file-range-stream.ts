@@ -33,8 +33,14 @@ export interface GrowingRange {
   changed(): Promise<void>;
 }
 
-/** A path (opened and closed by the stream), or an fd it borrows and hands back with release(). */
-export type FileRangeSource = string | { fd: number; release: () => void; name: string };
+/**
+ * A path (opened and closed by the stream), an fd it borrows and hands back with release(), or
+ * a way to borrow one (an OpenFileCache) once the stream starts.
+ */
+export type FileRangeSource =
+  | string
+  | { fd: number; release: () => void; name: string }
+  | { acquire: () => Promise<{ fd: number; release: () => void }>; name: string };
 
 /**
  * A byte range of a file as a Readable, like fs.createReadStream: bytes [start, end] (inclusive),
@@ -51,7 +57,8 @@ export class FileRangeStream extends Readable {
   readonly name: string;
   readonly start: number;
   readonly #path: string | undefined;
-  readonly #release: (() => void) | undefined;
+  readonly #acquire: (() => Promise<{ fd: number; release: () => void }>) | undefined;
+  #release: (() => void) | undefined;
   readonly #fixedEnd: number | undefined;
   readonly #growing: GrowingRange | undefined;
   #position: number;
@@ -79,6 +86,9 @@ export class FileRangeStream extends Readable {
     if (typeof source === 'string') {
       this.name = source;
       this.#path = source;
+    } else if ('acquire' in source) {
+      this.name = source.name;
+      this.#acquire = source.acquire;
     } else {
       this.name = source.name;
       this.#release = source.release;
@@ -88,6 +98,21 @@ export class FileRangeStream extends Readable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
+    if (this.#acquire) {
+      this.#acquire().then(
+        ({ fd, release }) => {
+          this.#fd = fd;
+          this.#release = release;
+          this.#resolveOpened(fd);
+          callback();
+        },
+        (err: Error) => {
+          this.#rejectOpened(err);
+          callback(err);
+        },
+      );
+      return;
+    }
     if (this.#path === undefined) return callback();
     open(this.#path, 'r', (err, fd) => {
       if (err) {
