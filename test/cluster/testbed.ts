@@ -174,9 +174,18 @@ export class Testbed {
     return cluster;
   }
 
-  /** A distribution registry in proxy mode on the LAN side of the WAN (the baseline). Stopped by stop(). */
+  /**
+   * A distribution registry in proxy mode on the LAN side of the WAN (the baseline). With the node LAN it
+   * runs in a node namespace of its own, so its NIC bounds what it serves as it bounds the seed. Stopped by stop().
+   */
   async startProxy(): Promise<Registry> {
-    const proxy = await startRegistry({ proxyRemoteUrl: this.upstreamUrl, logFile: path.join(this.workDir, `proxy-${this.#proxies.length + 1}.log`) });
+    const name = `proxy-${this.#proxies.length + 1}`;
+    const at = this.lan?.addNode(name);
+    const proxy = await startRegistry({
+      proxyRemoteUrl: this.#nodeUpstreamUrl,
+      logFile: path.join(this.workDir, `${name}.log`),
+      ...(at ? { listenHost: at.lanAddress, commandPrefix: at.commandPrefix } : {}),
+    });
     this.#proxies.push(proxy);
     return proxy;
   }
