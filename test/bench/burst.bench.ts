@@ -18,9 +18,15 @@
 // issue's targets with PASS/MISS, writes bench-results/burst.json. Exit status 1 only when a run failed
 // unexpectedly (a missed target is a finding, not a failure).
 //
+// --node-nic 1gbit (default off): the seed, each daemon and the proxy baseline run in a network namespace of
+// their own with a NIC shaped to that rate (test/cluster/testbed.ts `nodeNic`), so the seed's upload is
+// bounded as on a real cluster instead of free on loopback; the clients reach the daemons over an unshaped
+// management link (containerd is on the node). Off by default so that runs stay comparable with the
+// figures in BENCHMARKS.md; without root or `ip netns` the nodes stay on loopback and the output says so.
+//
 // Flags: --nodes 1,5,10  --image-size 64MB  --wan-rate 100mbit  --wan-delay 25ms  --rolling 5
 //        --dead-peer 5  --scenarios cold,rolling,offline,dead-peer  --modes direct,proxy,seed-only,peerpull
-//        --wan-mode auto|netns|relay  --out bench-results/burst.json  --keep (keep the logs)
+//        --wan-mode auto|netns|relay  --node-nic off|RATE  --out bench-results/burst.json  --keep (keep the logs)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +42,8 @@ type Mode = 'direct' | 'proxy' | 'peerpull' | 'seed-only';
 type Scenario = 'cold' | 'rolling' | 'offline' | 'dead-peer';
 
 const { values: args } = parseArgs({
+  // pnpm passes the `--` of `pnpm bench -- --nodes 10` on to the script.
+  args: process.argv.slice(2).filter((a, i) => !(i === 0 && a === '--')),
   options: {
     nodes: { type: 'string', default: '1,5,10' },
     'image-size': { type: 'string', default: '64MB' },
@@ -46,6 +54,7 @@ const { values: args } = parseArgs({
     scenarios: { type: 'string', default: 'cold,rolling,offline,dead-peer' },
     modes: { type: 'string', default: 'direct,proxy,seed-only,peerpull' },
     'wan-mode': { type: 'string', default: 'auto' },
+    'node-nic': { type: 'string', default: 'off' },
     out: { type: 'string', default: 'bench-results/burst.json' },
     keep: { type: 'boolean', default: false },
   },
@@ -58,6 +67,7 @@ const NODES = (args.nodes as string).split(',').map(Number).filter((n) => n > 0)
 const IMAGE_BYTES = parseSize(args['image-size'] as string);
 const WAN_RATE = parseRate(args['wan-rate'] as string);
 const WAN_DELAY_MS = parseMs(args['wan-delay'] as string);
+const NODE_NIC = args['node-nic'] === 'off' ? undefined : parseRate(args['node-nic'] as string);
 const ROLLING_N = Number(args.rolling);
 const DEAD_PEER_N = Number(args['dead-peer']);
 const SCENARIOS = new Set((args.scenarios as string).split(',') as Scenario[]);
@@ -346,9 +356,15 @@ async function main(): Promise<number> {
   const image = await buildImageLayout(path.join(workDir, 'image'), { name: 'burst-bench', layers: sizes });
   const loadBefore = os.loadavg();
   log(`image ${(image.totalBytes / MB).toFixed(1)} MB in ${sizes.length} layers; starting the testbed`);
-  const tb = await Testbed.start({ wan: { rateBitsPerSecond: WAN_RATE, delayMs: WAN_DELAY_MS, mode: args['wan-mode'] as 'auto' }, images: [{ image, repository: REPOSITORY }], workDir });
+  const tb = await Testbed.start({
+    wan: { rateBitsPerSecond: WAN_RATE, delayMs: WAN_DELAY_MS, mode: args['wan-mode'] as 'auto' },
+    nodeNic: NODE_NIC === undefined ? undefined : { rateBitsPerSecond: NODE_NIC },
+    images: [{ image, repository: REPOSITORY }],
+    workDir,
+  });
   log(`WAN: ${tb.describe()}`);
   if (tb.link.mode === 'relay') log('NOTE: no network namespace here; the WAN is a userspace rate-limiting relay on loopback');
+  if (NODE_NIC !== undefined && !tb.lan) log(`NOTE: --node-nic asked for, but no network namespaces here (${tb.lanFallbackReason}): every node is on loopback`);
   const results: RunResult[] = [];
   const record = (r: RunResult): void => {
     results.push(r);
@@ -372,9 +388,11 @@ async function main(): Promise<number> {
   const seconds = (Date.now() - startedAt) / 1000;
 
   const out = process.stdout;
-  const command = `pnpm bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const flags = process.argv.slice(2).filter((a, i) => !(i === 0 && a === '--'));
+  const command = `pnpm bench${flags.length ? ` -- ${flags.join(' ')}` : ''}`;
   out.write(`\nCluster burst benchmark (issue 6): ${command}\n`);
   out.write(`image ${(image.totalBytes / MB).toFixed(1)} MB (${sizes.length} layers); WAN: ${tb.describe()}\n`);
+  if (!tb.lan) out.write('nodes: every seed, daemon and proxy on this machine\'s loopback (their upload is free; --node-nic RATE gives each a shaped NIC)\n');
   out.write(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}; load average ${loadBefore[0]?.toFixed(1)} before, ${loadAfter[0]?.toFixed(1)} after; ${seconds.toFixed(0)} s in all\n`);
   out.write('times: from the burst start until each node was done (rolling: each node\'s own pull); up÷img: upstream body bytes ÷ image bytes;\n');
   out.write('seed÷img: bytes the seed uploaded ÷ image bytes; peer/seed/up: bytes the daemons fetched by source; CPU s/GB and RSS: the daemons (proxy rows: the proxy)\n\n');
@@ -392,7 +410,8 @@ async function main(): Promise<number> {
     date: new Date().toISOString(),
     command,
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: os.totalmem() / 2 ** 30, kernel: os.release(), node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadAfter },
-    wan: { mode: tb.link.mode, description: tb.describe(), rateBitsPerSecond: WAN_RATE, delayMsEachWay: WAN_DELAY_MS },
+    wan: { mode: tb.link.mode, description: tb.link.describe(), rateBitsPerSecond: WAN_RATE, delayMsEachWay: WAN_DELAY_MS },
+    nodeNic: { asked: NODE_NIC ?? null, rateBitsPerSecond: tb.lan?.rateBitsPerSecond ?? null, description: tb.lan?.describe() ?? (NODE_NIC !== undefined ? `none: ${tb.lanFallbackReason}` : 'none: every node on loopback') },
     image: { bytes: image.totalBytes, layers: sizes.length },
     seconds,
     results,

@@ -11,8 +11,16 @@
 //
 // The WAN (packages/demo/src/wan-link.ts): with root and `ip netns`, the registry runs in its own network
 // namespace behind a veth pair shaped with tc tbf, and a userspace relay on 127.0.0.1 adds the delay;
-// otherwise a loopback relay emulates both, and `describe()` says so. No fixed ports. Whatever stop()
-// misses (a test that throws before it, a killed run) is removed when the process exits.
+// otherwise a loopback relay emulates both, and `describe()` says so.
+//
+// The LAN (`nodeNic`, packages/demo/src/node-lan.ts): off by default, the seed and the daemons share this
+// machine's loopback, so the seed's upload costs nothing. With `nodeNic: { rateBitsPerSecond: 1e9 }` every
+// node runs in a namespace of its own with a tc-shaped NIC on a bridge (one bridge per group of
+// `ClusterSpec.groups`, routed to each other; partition() cuts two groups apart), and reaches the upstream
+// through a second WAN relay on the LAN's uplink. Clients still reach each daemon's mirror API and metrics
+// (`node.url`, `node.metricsUrl`) from here, over an unshaped management link. Without root or `ip netns`
+// the nodes stay on loopback and describe() says so. No fixed ports. Whatever stop() misses (a test that
+// throws before it, a killed run) is removed when the process exits.
 import path from 'node:path';
 import {
   HttpPool,
@@ -28,6 +36,8 @@ import { startContainerd, type Containerd } from '@peerpull/demo/containerd';
 import { startRegistry, type Registry } from '@peerpull/demo/distribution-registry';
 import { makeTempDir } from '@peerpull/demo/processes';
 import { pushImage } from '@peerpull/demo/skopeo';
+import { netnsUnavailable } from '@peerpull/demo/netns';
+import { NodeLan } from '@peerpull/demo/node-lan';
 import { WanLink, type WanLinkOptions } from '@peerpull/demo/wan-link';
 import { CLI } from '../fixtures/daemon.ts';
 
@@ -35,12 +45,23 @@ export interface TestbedOptions {
   wan: WanLinkOptions;
   /** Images the upstream holds, pushed before the WAN is shaped. */
   images?: { image: BuiltImage; repository: string; tag?: string }[];
+  /**
+   * Each seed and daemon in its own network namespace behind a NIC shaped to this rate (0: unshaped).
+   * `auto` (default) keeps the nodes on loopback when namespaces are not available; `netns` throws then.
+   */
+  nodeNic?: { rateBitsPerSecond: number; mode?: 'auto' | 'netns' };
   /** Default: a fresh temp dir, removed at exit. */
   workDir?: string;
   logLevel?: string;
 }
 
-export type ClusterSpec = Omit<LocalClusterOptions, 'workDir' | 'cliPath' | 'upstream'> & { name?: string };
+export type ClusterSpec = Omit<LocalClusterOptions, 'workDir' | 'cliPath' | 'upstream' | 'place'> & {
+  name?: string;
+  /** With a node LAN: the group (bridge) of each daemon, by index (default 0); see partition(). */
+  groups?: number[];
+  /** With a node LAN: the seed's group (default 0). */
+  seedGroup?: number;
+};
 
 /** Bytes by source, summed over a cluster's daemons. */
 export interface ClusterBytes {
@@ -56,9 +77,15 @@ export interface ClusterBytes {
 
 export class Testbed {
   readonly link: WanLink;
-  /** The registry as seen from the LAN: the relay address (`127.0.0.1:PORT`). */
+  /** The registry's name, and its address as seen from this namespace: the relay (`127.0.0.1:PORT`). */
   readonly upstreamHost: string;
   readonly upstreamUrl: string;
+  /** Each node in its own namespace with a shaped NIC (undefined: every node on loopback). */
+  readonly lan: NodeLan | undefined;
+  /** Why the nodes are on loopback although `nodeNic` was asked for. */
+  readonly lanFallbackReason: string | undefined;
+  /** The upstream's URL for the nodes: a relay on the LAN's uplink, or upstreamUrl. */
+  readonly #nodeUpstreamUrl: string;
   /** The registry process (on the far side of the link). */
   readonly registry: Registry;
   readonly workDir: string;
@@ -69,11 +96,14 @@ export class Testbed {
   #clusterSeq = 0;
   #stopped = false;
 
-  private constructor(link: WanLink, registry: Registry, upstreamHost: string, workDir: string, logLevel: string | undefined) {
+  private constructor(link: WanLink, registry: Registry, upstreamHost: string, lan: { lan?: NodeLan; upstreamUrl?: string; fallbackReason?: string }, workDir: string, logLevel: string | undefined) {
     this.link = link;
     this.registry = registry;
     this.upstreamHost = upstreamHost;
     this.upstreamUrl = `http://${upstreamHost}`;
+    this.lan = lan.lan;
+    this.lanFallbackReason = lan.fallbackReason;
+    this.#nodeUpstreamUrl = lan.upstreamUrl ?? this.upstreamUrl;
     this.workDir = workDir;
     this.#logLevel = logLevel;
   }
@@ -82,6 +112,7 @@ export class Testbed {
     const workDir = opts.workDir ?? makeTempDir('pp-testbed-');
     const link = await WanLink.create(opts.wan);
     let registry: Registry | undefined;
+    let lan: NodeLan | undefined;
     try {
       registry = await startRegistry({
         listenHost: link.serverHost,
@@ -94,37 +125,67 @@ export class Testbed {
       }
       await link.shape();
       const upstreamHost = await link.expose(registry.port);
+      let fallbackReason: string | undefined;
+      let lanUpstreamUrl: string | undefined;
+      if (opts.nodeNic) {
+        fallbackReason = netnsUnavailable();
+        if (fallbackReason && opts.nodeNic.mode === 'netns') throw new Error(`nodeNic: ${fallbackReason}`);
+        if (!fallbackReason) {
+          lan = NodeLan.create({ rateBitsPerSecond: opts.nodeNic.rateBitsPerSecond });
+          lanUpstreamUrl = `http://${await link.expose(registry.port, lan.uplinkAddress)}`;
+        }
+      }
       registry.clearLog();
-      return new Testbed(link, registry, upstreamHost, workDir, opts.logLevel);
+      return new Testbed(link, registry, upstreamHost, { lan, upstreamUrl: lanUpstreamUrl, fallbackReason }, workDir, opts.logLevel);
     } catch (err) {
+      lan?.stop();
       await registry?.stop();
       await link.stop();
       throw err;
     }
   }
 
-  /** One line: what emulates the WAN. */
+  /** What emulates the WAN, and (with nodeNic) the nodes' LAN: one line each. */
   describe(): string {
-    return this.link.describe();
+    const lan = this.lan
+      ? `\nLAN: ${this.lan.describe()}`
+      : this.lanFallbackReason
+        ? `\nLAN: none, every node on loopback (the seed's and the peers' upload is free): no network namespaces here (${this.lanFallbackReason})`
+        : '';
+    return `${this.link.describe()}${lan}`;
   }
 
   /** A seed (unless `seed: false`) and N daemons using the upstream through the WAN. Stopped by stop(). */
   async startCluster(spec: ClusterSpec): Promise<LocalCluster> {
-    const name = spec.name ?? `cluster-${++this.#clusterSeq}`;
+    const { name = `cluster-${++this.#clusterSeq}`, groups = [], seedGroup = 0, ...options } = spec;
+    const lan = this.lan;
     const cluster = await LocalCluster.start({
       logLevel: this.#logLevel,
-      ...spec,
+      ...options,
       workDir: path.join(this.workDir, name),
       cliPath: CLI,
-      upstream: { host: this.upstreamHost, url: this.upstreamUrl },
+      // The registry keeps its name (what clients send as ?ns=); nodes on the LAN reach it at its LAN relay.
+      upstream: { host: this.upstreamHost, url: this.#nodeUpstreamUrl },
+      place: lan
+        ? (node, role) => lan.addNode(`${name}/${node}`, role === 'seed' ? seedGroup : (groups[Number(/^node-(\d+)$/.exec(node)?.[1] ?? 1) - 1] ?? 0))
+        : undefined,
     });
     this.#clusters.push(cluster);
     return cluster;
   }
 
-  /** A distribution registry in proxy mode on the LAN side of the WAN (the baseline). Stopped by stop(). */
+  /**
+   * A distribution registry in proxy mode on the LAN side of the WAN (the baseline). With the node LAN it
+   * runs in a node namespace of its own, so its NIC bounds what it serves as it bounds the seed. Stopped by stop().
+   */
   async startProxy(): Promise<Registry> {
-    const proxy = await startRegistry({ proxyRemoteUrl: this.upstreamUrl, logFile: path.join(this.workDir, `proxy-${this.#proxies.length + 1}.log`) });
+    const name = `proxy-${this.#proxies.length + 1}`;
+    const at = this.lan?.addNode(name);
+    const proxy = await startRegistry({
+      proxyRemoteUrl: this.#nodeUpstreamUrl,
+      logFile: path.join(this.workDir, `${name}.log`),
+      ...(at ? { listenHost: at.lanAddress, commandPrefix: at.commandPrefix } : {}),
+    });
     this.#proxies.push(proxy);
     return proxy;
   }
@@ -182,6 +243,17 @@ export class Testbed {
     this.link.restore();
   }
 
+  /** Drops every packet between two groups of nodes (ClusterSpec.groups), both ways; needs the node LAN. */
+  partition(groupA: number, groupB: number): void {
+    if (!this.lan) throw new Error('partition() needs the node LAN (nodeNic) and network namespaces');
+    this.lan.partition(groupA, groupB);
+  }
+
+  /** Ends partition(). */
+  heal(groupA: number, groupB: number): void {
+    this.lan?.heal(groupA, groupB);
+  }
+
   /** Stops everything this testbed started, in reverse order, and removes the WAN link. Idempotent. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
@@ -191,6 +263,7 @@ export class Testbed {
     await settle(this.#clusters.map((c) => c.stop()));
     await settle(this.#proxies.map((p) => p.stop()));
     await settle([this.registry.stop()]);
+    this.lan?.stop();
     await this.link.stop();
   }
 }

@@ -8,6 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Testbed } from '../cluster/testbed.ts';
+import { listLanNamespaces } from '@peerpull/demo/node-lan';
 import { listLinkNamespaces, netnsUnavailable, type WanMode } from '../cluster/wan-link.ts';
 import { REPO_ROOT } from '../fixtures/daemon.ts';
 import { getImageLayout } from '../fixtures/images.ts';
@@ -79,13 +80,16 @@ for (const mode of ['netns', 'relay'] as WanMode[]) {
   });
 }
 
-test('testbed: an interrupted process leaves no namespace behind (SIGINT handler)', { timeout: 60_000, skip: netnsMissing }, async () => {
+test('testbed: an interrupted process leaves no namespace behind, WAN or node LAN (SIGINT handler)', { timeout: 60_000, skip: netnsMissing }, async () => {
   const script = `
     import { WanLink } from ${JSON.stringify(path.join(REPO_ROOT, 'packages/demo/src/wan-link.ts'))};
+    import { NodeLan } from ${JSON.stringify(path.join(REPO_ROOT, 'packages/demo/src/node-lan.ts'))};
     const link = await WanLink.create({ rateBitsPerSecond: 10e6, delayMs: 5, mode: 'netns' });
     await link.shape();
     await link.expose(5000);
-    console.log(link.netns + ' ' + link.vethHost);
+    const lan = NodeLan.create({ rateBitsPerSecond: 10e6 });
+    const node = lan.addNode('n', 1);
+    console.log(link.netns + ' ' + link.vethHost + ' ' + node.netns);
     setInterval(() => {}, 1000);
   `;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -93,13 +97,16 @@ test('testbed: an interrupted process leaves no namespace behind (SIGINT handler
     child.stdout.once('data', (b: Buffer) => resolve(b.toString().trim()));
     child.once('exit', (code) => reject(new Error(`exited with ${code}`)));
   });
-  const [netns, veth] = line.split(' ') as [string, string];
+  const [netns, veth, nodeNetns] = line.split(' ') as [string, string, string];
   assert.ok(listLinkNamespaces().includes(netns));
+  assert.ok(listLanNamespaces().includes(nodeNetns));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGINT');
   assert.equal(await exited, 130);
   assert.ok(!listLinkNamespaces().includes(netns), `${netns} left behind`);
   assert.ok(!linkExists(veth), `${veth} left behind`);
+  const lanPrefix = nodeNetns.slice(0, nodeNetns.lastIndexOf('-') + 1);
+  assert.deepEqual(listLanNamespaces().filter((n) => n.startsWith(lanPrefix)), [], 'the node LAN is left behind');
 });
 
 test('testbed: a seed and two daemons behind the WAN pull the image from upstream once (containerd on node 1)', { timeout: 180_000, skip: registryMissing }, async (t) => {
@@ -119,4 +126,31 @@ test('testbed: a seed and two daemons behind the WAN pull the image from upstrea
   const served = (name: string) => Object.values(counters.get(name)?.served ?? {}).reduce((a, b) => a + b, 0);
   assert.equal(served('node-1'), image.totalBytes);
   assert.equal(served('node-2'), image.totalBytes);
+});
+
+test('testbed (node LAN): each node runs in its own namespace and its NIC limits the rate; stop() removes every namespace', { timeout: 120_000, skip: netnsMissing || registryMissing }, async (t) => {
+  const image = await getImageLayout({ name: 'testbed-lan', layers: [12 * MiB] });
+  const nic = 40e6; // bits per second, each way
+  const tb = await Testbed.start({ wan: { rateBitsPerSecond: 0, delayMs: 1 }, nodeNic: { rateBitsPerSecond: nic, mode: 'netns' }, images: [{ image, repository: REPOSITORY }] });
+  t.after(() => tb.stop());
+  assert.match(tb.describe(), /own network namespace/);
+  const cluster = await tb.startCluster({ daemons: 1, p2p: false });
+  const [seed, node] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+  const lanNodes = tb.lan?.nodes ?? [];
+  assert.equal(lanNodes.length, 2, 'the seed and the daemon each have a namespace');
+  assert.ok(seed.url.includes((lanNodes[0] as { lanAddress: string }).lanAddress), `the seed serves on its LAN address (${seed.url})`);
+
+  // The WAN is unlimited: what bounds the pull is the seed's and the daemon's 40 Mbit/s NICs.
+  const t0 = performance.now();
+  await tb.pull(node.url, REPOSITORY);
+  const seconds = (performance.now() - t0) / 1000;
+  const measured = (image.totalBytes * 8) / seconds;
+  t.diagnostic(`${tb.describe()}: a ${(image.totalBytes / MiB).toFixed(0)} MiB pull at ${(measured / 1e6).toFixed(1)} Mbit/s (NIC ${(nic / 1e6).toFixed(0)})`);
+  assert.ok(measured < nic * 1.15 && measured > nic * 0.5, `measured ${(measured / 1e6).toFixed(1)} Mbit/s through a ${nic / 1e6} Mbit/s NIC`);
+
+  // `pplan-<pid>-<id>-<k>` for the nodes, `pplan-<pid>-<id>-core` for the bridges and routing.
+  const first = lanNodes[0]?.netns ?? '';
+  const prefix = first.slice(0, first.lastIndexOf('-') + 1);
+  await tb.stop();
+  assert.deepEqual(listLanNamespaces().filter((n) => n.startsWith(prefix)), [], 'no namespace of the LAN is left');
 });

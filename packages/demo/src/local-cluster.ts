@@ -3,12 +3,13 @@ import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { LOOPBACK_PLACEMENT, type NodePlacement } from './node-lan.ts';
 import { trackChild } from './processes.ts';
 
 export interface ClusterNode {
   name: string;
   role: 'seed' | 'daemon';
-  /** `127.0.0.1:PORT` of the registry API. */
+  /** `HOST:PORT` of the registry API (`127.0.0.1:PORT` unless placed on a LAN: see LocalClusterOptions.place). */
   host: string;
   url: string;
   metricsUrl: string;
@@ -34,6 +35,12 @@ export interface LocalClusterOptions {
   logLevel?: string;
   extraDaemonArgs?: string[];
   extraSeedArgs?: string[];
+  /**
+   * Where each node runs (default: this machine, everything on 127.0.0.1). With node-lan.ts each node
+   * gets a namespace: P2P and the seed's API listen on its LAN address, a daemon's mirror API and every
+   * node's metrics on its local address (containerd's side of the node).
+   */
+  place?: (name: string, role: 'seed' | 'daemon') => NodePlacement;
 }
 
 export type SourceBytes = Record<string, number>;
@@ -79,13 +86,13 @@ export class LocalCluster {
     try {
       let seed: ClusterNode | undefined;
       if (opts.seed ?? true) {
-        seed = await startNode(opts, 'seed', 'seed', nodeArgs(opts, 'seed', 'seed', clusterKeyFile));
+        seed = await startNode(opts, 'seed', 'seed', clusterKeyFile);
         started.push(seed);
       }
       const daemons = await Promise.all(
         Array.from({ length: opts.daemons }, (_, i) => {
           const name = `node-${i + 1}`;
-          return startNode(opts, 'daemon', name, [...nodeArgs(opts, 'daemon', name, clusterKeyFile), ...(seed ? ['--seed', seed.url] : [])]).then((node) => {
+          return startNode(opts, 'daemon', name, clusterKeyFile, seed ? ['--seed', seed.url] : []).then((node) => {
             started.push(node);
             return node;
           });
@@ -101,8 +108,7 @@ export class LocalCluster {
   /** Starts one more daemon (a node joining the cluster), named `node-<N+1>`. */
   async addDaemon(): Promise<ClusterNode> {
     const name = `node-${this.daemons.length + 1}`;
-    const args = [...nodeArgs(this.#opts, 'daemon', name, this.clusterKeyFile), ...(this.seed ? ['--seed', this.seed.url] : [])];
-    const node = await startNode(this.#opts, 'daemon', name, args);
+    const node = await startNode(this.#opts, 'daemon', name, this.clusterKeyFile, this.seed ? ['--seed', this.seed.url] : []);
     this.daemons.push(node);
     return node;
   }
@@ -136,24 +142,29 @@ export class LocalCluster {
   }
 }
 
-function nodeArgs(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, clusterKeyFile: string | undefined): string[] {
+function nodeArgs(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, clusterKeyFile: string | undefined, at: NodePlacement): string[] {
   return [
-    '--listen', '127.0.0.1:0',
-    '--metrics-listen', '127.0.0.1:0',
+    '--listen', `${role === 'seed' ? at.lanAddress : at.localAddress}:0`,
+    '--metrics-listen', `${at.localAddress}:0`,
     '--data', path.join(opts.workDir, name),
     '--registry', `${opts.upstream.host}=${opts.upstream.url}`,
     '--default-registry', opts.upstream.host,
     '--log-level', opts.logLevel ?? 'info',
-    ...(clusterKeyFile ? ['--cluster-key-file', clusterKeyFile, '--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
+    ...(clusterKeyFile ? ['--cluster-key-file', clusterKeyFile, '--p2p-listen', `/ip4/${at.lanAddress}/tcp/0`] : []),
     ...(role === 'daemon' ? ['--node-name', name] : []),
     ...((role === 'seed' ? opts.extraSeedArgs : opts.extraDaemonArgs) ?? []),
   ];
 }
 
-async function startNode(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, args: string[]): Promise<ClusterNode> {
+/** Places the node, then starts it with its role's arguments plus `extra`. */
+async function startNode(opts: LocalClusterOptions, role: 'seed' | 'daemon', name: string, clusterKeyFile: string | undefined, extra: string[] = []): Promise<ClusterNode> {
+  const at = opts.place?.(name, role) ?? LOOPBACK_PLACEMENT;
+  const args = [...nodeArgs(opts, role, name, clusterKeyFile, at), ...extra];
   const logFile = path.join(opts.workDir, `${name}.log`);
   const log = createWriteStream(logFile);
-  const child = spawn(process.execPath, [opts.cliPath, role, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // `ip netns exec` execs the command, so the child's pid is the node's (CPU meters, kill -9).
+  const argv = [...at.commandPrefix, process.execPath, opts.cliPath, role, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   trackChild(child); // SIGKILLed if this process exits or is interrupted before stop()
   child.stderr.pipe(log, { end: false });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

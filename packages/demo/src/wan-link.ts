@@ -17,7 +17,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { formatRate, listNamespaces, netnsUnavailable, processExists, removeNamespace, run, tbfArgs, tryRun } from './netns.ts';
 import { onExitSync } from './processes.ts';
+
+export { netnsUnavailable } from './netns.ts';
 
 export type WanMode = 'netns' | 'relay';
 
@@ -105,12 +108,9 @@ export class WanLink {
     if (this.#shaped || this.rateBitsPerSecond <= 0) return;
     this.#shaped = true;
     if (this.mode === 'netns' && this.netns && this.vethHost) {
-      const rate = Math.round(this.rateBitsPerSecond / 1000);
-      // The bucket must hold at least one timer tick's worth of bytes (HZ may be 100) and a GSO packet.
-      const burstKbit = Math.max(256, Math.ceil(rate / 100));
-      const qdisc = ['qdisc', 'replace', 'root', 'tbf', 'rate', `${rate}kbit`, 'burst', `${burstKbit}kbit`, 'latency', '100ms'];
-      run('tc', [...qdisc.slice(0, 2), 'dev', this.vethHost, ...qdisc.slice(2)]);
-      run('ip', ['netns', 'exec', this.netns, 'tc', ...qdisc.slice(0, 2), 'dev', vethPeer(this.vethHost), ...qdisc.slice(2)]);
+      const tbf = tbfArgs(this.rateBitsPerSecond);
+      run('tc', ['qdisc', 'replace', 'dev', this.vethHost, 'root', ...tbf]);
+      run('ip', ['netns', 'exec', this.netns, 'tc', 'qdisc', 'replace', 'dev', vethPeer(this.vethHost), 'root', ...tbf]);
     }
   }
 
@@ -120,15 +120,16 @@ export class WanLink {
   }
 
   /**
-   * Starts a relay on 127.0.0.1 to `port` on the far side; returns its `127.0.0.1:PORT`, the address
-   * clients use for the upstream.
+   * Starts a relay on `listenHost` (default 127.0.0.1; node-lan.ts gives its uplink address, for nodes in
+   * namespaces) to `port` on the far side; returns its `HOST:PORT`, the address clients use for the
+   * upstream. Every relay shares the link's rate and is cut with it.
    */
-  async expose(port: number): Promise<string> {
+  async expose(port: number, listenHost = '127.0.0.1'): Promise<string> {
     if (this.#stopped) throw new Error('the WAN link is stopped');
     const relay = new DelayRelay({ host: this.serverHost, port }, this.delayMs, () => (this.#shaped ? this.#down : undefined), () => (this.#shaped ? this.#up : undefined));
-    const relayPort = await relay.listen();
+    const relayPort = await relay.listen(listenHost);
     this.#relays.push(relay);
-    return `127.0.0.1:${relayPort}`;
+    return `${listenHost}:${relayPort}`;
   }
 
   /** Bytes sent from the upstream side to clients, as delivered by the relays (headers included). */
@@ -172,33 +173,7 @@ export class WanLink {
   }
 }
 
-function formatRate(bitsPerSecond: number): string {
-  if (bitsPerSecond >= 1e9) return `${+(bitsPerSecond / 1e9).toFixed(2)} Gbit/s`;
-  if (bitsPerSecond >= 1e6) return `${+(bitsPerSecond / 1e6).toFixed(2)} Mbit/s`;
-  return `${+(bitsPerSecond / 1e3).toFixed(2)} kbit/s`;
-}
-
 // ---- namespaces -----------------------------------------------------------------------------------
-
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-function tryRun(cmd: string, args: string[]): boolean {
-  return spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 }).status === 0;
-}
-
-/** Why netns mode cannot work here, or undefined when it can. */
-export function netnsUnavailable(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not root';
-  if (!tryRun('ip', ['netns', 'list'])) return '`ip netns` is not available';
-  if (!tryRun('tc', ['-V'])) return '`tc` is not available';
-  return undefined;
-}
 
 /** `pw<id>h` -> `pw<id>n`. */
 function vethPeer(vethHost: string): string {
@@ -207,9 +182,7 @@ function vethPeer(vethHost: string): string {
 
 /** Namespaces of this project's links, whatever process made them. */
 export function listLinkNamespaces(): string[] {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  if (r.status !== 0) return [];
-  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(NETNS_PREFIX));
+  return listNamespaces(NETNS_PREFIX);
 }
 
 /** `ppwan-<pid base36>-<id>`; veth `pw<pid36>x<id>h`. */
@@ -262,15 +235,7 @@ function createNetns(): { netns: string; vethHost: string; serverHost: string } 
 
 /** Kills what runs in the namespace, deletes it and the veth pair (and with them their qdiscs). */
 function removeNetns(netns: string, vethHost: string): void {
-  const pids = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' }).stdout ?? '';
-  for (const pid of pids.split('\n').map(Number).filter((p) => p > 0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  tryRun('ip', ['netns', 'del', netns]);
+  removeNamespace(netns);
   // Deleting the namespace destroys its veth end and so the pair; this covers a half-made link.
   if (tryRun('ip', ['link', 'show', vethHost])) tryRun('ip', ['link', 'del', vethHost]);
 }
@@ -283,15 +248,6 @@ function removeStaleLinks(): void {
     const pid = parseInt(m[1] as string, 36);
     if (pid === process.pid || processExists(pid)) continue;
     removeNetns(netns, `pw${m[1]}x${m[2]}h`);
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -339,10 +295,10 @@ class DelayRelay {
     this.#server = net.createServer({ noDelay: true, allowHalfOpen: true }, (client) => this.#accept(client));
   }
 
-  listen(): Promise<number> {
+  listen(host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen(0, '127.0.0.1', () => {
+      this.#server.listen(0, host, () => {
         const address = this.#server.address();
         if (!address || typeof address === 'string') reject(new Error('no relay address'));
         else resolve(address.port);
