@@ -12,6 +12,7 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess, type PeerpullLogLine } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
 import { ConnectionRecorder, corruptStoredBlobs, download, rawRequest, storedBlobPath, tmpFiles, waitUntil, type Download } from './mirror-helpers.ts';
+import { waitStored } from '../fixtures/store-files.ts';
 import { ociCodes, ScriptedUpstream } from './hardening-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -287,6 +288,6 @@ describe('hardening: upstream faults', () => {
     assert.ok(cMs < bound, `no hang: ${cMs.toFixed(0)} ms`);
     up.releaseHeld();
     await assertNothingStored([beforeHeaders.digest, alwaysMid.digest]);
-    assert.ok(fs.existsSync(storedBlobPath(daemon.dataDir, onceMid.digest)), 'the resumed blob is stored, verified');
+    await waitStored(daemon.dataDir, [onceMid.digest]); // the resumed blob is stored, verified
   });
 });

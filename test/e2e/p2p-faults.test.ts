@@ -24,6 +24,7 @@ import {
   timeOf,
   waitFor,
   waitProvided,
+  waitStored,
 } from './p2p-helpers.ts';
 
 const TAG = 'v1';
@@ -110,6 +111,7 @@ describe('faulty peers', () => {
     const layer = corruptImg.manifests[0]!.layers.at(-1)!; // the 12 MB layer
     assert.equal((await pullVia(bad, reg, repo, TAG)).manifestDigest, corruptImg.manifestDigest);
     await waitProvided(bad, blobsOf(corruptImg).map((b) => b.digest));
+    await waitStored(bad.dataDir, blobsOf(corruptImg).map((b) => b.digest));
     corruptStoredBlob(bad.dataDir, layer.digest);
     assert.notEqual(fileDigest(storedBlobPath(bad.dataDir, layer.digest)), layer.digest, 'the stored copy is corrupt now');
     const badId = peerInfo(bad).peerId;

@@ -52,7 +52,7 @@ export function peerAddr(d: DaemonProcess): string {
 
 
 /** Bytes of config + layers: what one node fetches into its store for the image (manifests aside). */
-export { blobsOf, fileDigest, storedBlobPath } from '../fixtures/store-files.ts';
+export { blobsOf, fileDigest, storedBlobPath, waitStored } from '../fixtures/store-files.ts';
 import { blobsOf, storedBlobPath } from '../fixtures/store-files.ts';
 
 export function blobBytes(img: BuiltImage): number {

@@ -24,6 +24,7 @@ import {
   stopAll,
   waitFor,
   waitProvided,
+  waitStored,
 } from './p2p-helpers.ts';
 
 const REPO = 'library/spread';
@@ -159,6 +160,7 @@ describe('a restarted node', () => {
     assert.equal(r.manifestDigest, img.manifestDigest);
     const before = peerInfo(holder);
     await reg.stop();
+    await waitStored(holder.dataDir, blobsOf(img).map((b) => b.digest)); // a kill -9 before the fsync + rename loses the blob, by design
 
     await holder.kill9();
     await holder.restart();

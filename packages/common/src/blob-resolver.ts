@@ -121,6 +121,19 @@ export class BlobResolver {
     return this.#fetches.size;
   }
 
+  /**
+   * Waits (at most `timeoutMs`) for blobs that verified but are still being fsynced and renamed
+   * into the store: clients may already have all their bytes, so a graceful stop keeps them.
+   */
+  async settle(timeoutMs = 5_000): Promise<void> {
+    const fetches = await Promise.all([...this.#fetches.values()].map((f) => f.catch(() => undefined)));
+    const finishing = fetches.filter((f) => f?.ingest.verified).map((f) => f!.ingest.done().catch(() => undefined));
+    if (finishing.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(finishing), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
   /** Fetches running now, with their progress. */
   activeFetches(): ActiveFetch[] {
     return [...this.#active].map(([fetch, { locator, startedAt }]) => ({

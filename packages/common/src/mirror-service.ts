@@ -191,6 +191,7 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       await parts.beforeClose?.();
       await server.close();
       await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+      await blobs.settle();
       await upstream.close();
       await store.close();
     },
