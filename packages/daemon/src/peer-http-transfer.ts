@@ -135,17 +135,25 @@ export class PeerHttpServer {
       return;
     }
     res.writeHead(request.offset > 0 ? 206 : 200, headers);
-    let sent = 0;
-    answer.body.on('data', (chunk: Buffer) => {
-      sent += chunk.length;
-    });
+    // Piped straight into the response, the store's file stream reuses its read buffers (no 'data'
+    // listener, which would turn that off): the bytes sent are counted on the socket instead.
+    const socket = res.socket;
+    const writtenBefore = socket?.bytesWritten ?? 0;
     await new Promise<void>((resolve) => {
       pipeline(answer.body, res, (err) => {
+        const onSocket = Math.max(0, (socket?.bytesWritten ?? 0) - writtenBefore - headerBytes(res));
+        const sent = !err && size !== null ? size - request.offset : onSocket;
         answer.finish(sent, err ? 'aborted' : 'ok', err ?? undefined);
         resolve();
       });
     });
   }
+}
+
+/** The status line and headers as written (Node keeps them once sent). */
+function headerBytes(res: http.ServerResponse): number {
+  const header = (res as unknown as { _header?: string | null })._header;
+  return typeof header === 'string' ? Buffer.byteLength(header) : 0;
 }
 
 /** `bytes=<n>-` (what the requester sends) or none; anything else is refused. */
