@@ -22,6 +22,7 @@ import {
   blobsOf,
   logsWith,
   makeClusterKey,
+  metricValue,
   p2pArgs,
   p2pMetrics,
   peerAddr,
@@ -218,6 +219,21 @@ describe('a restarted node', () => {
       extraArgs: [...(await p2pArgs(key)), '--bootstrap', `${afterRestart.addrs[0]}/p2p/${afterRestart.peerId}`, '--log-level', 'debug'],
     });
     await waitFor('the new node to connect', async () => (await p2pMetrics(fresh!)).connected >= 1, 10_000, 50);
+    // The admin API runs the lookup a pull runs: the restarted node is found under its old peer id
+    // (once it is in the new node's routing table: until then a DHT query has nobody to ask).
+    await waitFor('the restarted node in the new node\'s routing table', async () => metricValue((await p2pMetrics(fresh!)).text, 'peerpull_dht_routing_table_size') >= 1, 10_000, 50);
+    const providers = async (digest: string): Promise<{ status: number; body: { providers: string[]; firstMs: number | null; ms: number; budgetMs: number } }> => {
+      const res = await fetch(`${fresh!.url}/api/v1/providers?digest=${digest}&budget=2000`, { signal: AbortSignal.timeout(5_000) });
+      return { status: res.status, body: (await res.json()) as never };
+    };
+    const found = await providers(keys[0]!);
+    assert.equal(found.status, 200);
+    assert.deepEqual(found.body.providers, [before.peerId], 'GET /api/v1/providers names the restarted node');
+    assert.ok(found.body.firstMs !== null && found.body.firstMs <= found.body.ms && found.body.ms < 2_000, JSON.stringify(found.body));
+    const unknown = await providers(`sha256:${'0'.repeat(64)}`);
+    assert.deepEqual(unknown.body.providers, [], 'nobody provides an unknown digest');
+    assert.equal(unknown.body.firstMs, null);
+    assert.equal((await providers('sha256:nothex')).status, 400);
     const pulled = await pullVia(fresh, reg, 'library/restart', TAG);
     assert.equal(pulled.manifestDigest, img.manifestDigest);
     const m = await p2pMetrics(fresh);

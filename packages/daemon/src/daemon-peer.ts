@@ -4,6 +4,7 @@ import {
   type BlobResolver,
   type ContentInfo,
   type ContentStore,
+  type Digest,
   type Logger,
   type MirrorMetrics,
 } from '@peerpull/common';
@@ -13,7 +14,7 @@ import { PeerHttpAuth } from './peer-http-auth.ts';
 import { PeerHttpAddresses, advertiseHttpDataPlane } from './peer-http-address.ts';
 import { HttpTransfer, PeerHttpServer } from './peer-http-transfer.ts';
 import { PeerManifestSource } from './peer-manifest-source.ts';
-import { PeerRouting } from './peer-routing.ts';
+import { PeerRouting, digestToCid } from './peer-routing.ts';
 import { PeerTagSource } from './peer-tag-source.ts';
 import { PeerBlobServing, type PeerTransportName } from './peer-transfer.ts';
 import { seedPeerAddresses } from './seed-peer-discovery.ts';
@@ -37,6 +38,19 @@ export interface DaemonPeerConfig {
 }
 
 const CONNECT_TIMEOUT_MS = 2_000;
+
+export interface ProviderReport {
+  digest: Digest;
+  budgetMs: number;
+  providers: string[];
+  /** Milliseconds until the first provider turned up (null: none did). */
+  firstMs: number | null;
+  /** The whole lookup (the first provider plus a short grace for more; or until the DHT query ended, or the budget). */
+  ms: number;
+  /** The first provider's record was held by this node (no network round trip). */
+  fromLocalRecord: boolean;
+  budgetExhausted: boolean;
+}
 
 /**
  * The daemon's part in the cluster's P2P network: it announces every blob it holds or is
@@ -140,6 +154,21 @@ export class DaemonPeer {
     this.#metrics.peersQuarantined.set(this.blobSource.quarantinedPeers().length);
     this.#metrics.dhtRoutingTableSize.set(this.node.routingTableSize());
     this.#metrics.advertisedKeys.set(this.routing.providedCount);
+  }
+
+  /** `GET /api/v1/providers`: one provider lookup as a pull would run it (default budget: --peer-lookup-timeout). */
+  async providerReport(digest: Digest, budgetMs = this.#config.lookupBudgetMs): Promise<ProviderReport> {
+    const r = await this.routing.lookup(digestToCid(digest), budgetMs);
+    const round = (ms: number): number => Math.round(ms * 100) / 100;
+    return {
+      digest,
+      budgetMs,
+      providers: r.providers.map(String),
+      firstMs: r.firstMs === null ? null : round(r.firstMs),
+      ms: round(r.ms),
+      fromLocalRecord: r.fromLocalRecord,
+      budgetExhausted: r.budgetExhausted,
+    };
   }
 
   /** Where this node serves the HTTP data plane, if it does. */
