@@ -10,7 +10,7 @@ import type { PeerId } from '@libp2p/interface';
 import { ClusterKey, createLogger, type BlobHandle, type BlobResolver, type Digest } from '@peerpull/common';
 import { PeerHttpAuth } from '../src/peer-http-auth.ts';
 import { HttpTransfer, PEER_HTTP_PATH_PREFIX, PeerHttpServer } from '../src/peer-http-transfer.ts';
-import { PeerBlobServing, type PeerTransfer } from '../src/peer-transfer.ts';
+import { PeerBlobServing, isPeerStall, type PeerTransfer } from '../src/peer-transfer.ts';
 
 const logger = createLogger({ level: 'silent', service: 'test' });
 const PEER = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo';
@@ -155,6 +155,55 @@ describe('the HTTP data plane: server and requester', () => {
       assert.ok(!('header' in ahead) && ahead.status === 'not-found', JSON.stringify(ahead));
     } finally {
       await transfer.close();
+    }
+  });
+
+  test('a peer that stops sending mid-body is dropped after the idle deadline, counted as a stall', async () => {
+    const transfer = new HttpTransfer({ self: PEER, auth: new PeerHttpAuth(key), addresses: { lookup: async () => origin, forget: () => undefined }, fallback: noFallback, connectTimeoutMs: 2_000, idleTimeoutMs: 300, logger });
+    try {
+      const stalled = await transfer.open(peer, { digest: growing, offset: 0, insist: true }, { ...opts(), idleTimeoutMs: 300 });
+      assert.ok('header' in stalled);
+      const started = performance.now();
+      await assert.rejects(readAll(stalled.body), (err: Error) => isPeerStall(err));
+      const ms = performance.now() - started;
+      assert.ok(ms < 2_000, `broken off after ${ms.toFixed(0)} ms`);
+    } finally {
+      await transfer.close();
+    }
+  });
+
+  test('a peer that does not serve HTTP is fetched from over the fallback (libp2p), and says so', async () => {
+    const viaFallback: PeerTransfer = { open: async () => ({ status: 'not-found', transport: 'libp2p' }) };
+    let forgotten = 0;
+    const transfer = new HttpTransfer({
+      self: PEER,
+      auth: new PeerHttpAuth(key),
+      addresses: { lookup: async () => undefined, forget: () => void forgotten++ },
+      fallback: viaFallback,
+      connectTimeoutMs: 2_000,
+      idleTimeoutMs: 2_000,
+      logger,
+    });
+    try {
+      assert.deepEqual(await transfer.open(peer, { digest, offset: 0 }, opts()), { status: 'not-found', transport: 'libp2p' });
+    } finally {
+      await transfer.close();
+    }
+    // An advertised address that refuses connections is forgotten (asked again next time).
+    const gone = new HttpTransfer({
+      self: PEER,
+      auth: new PeerHttpAuth(key),
+      addresses: { lookup: async () => 'http://127.0.0.1:1', forget: () => void forgotten++ },
+      fallback: noFallback,
+      connectTimeoutMs: 2_000,
+      idleTimeoutMs: 2_000,
+      logger,
+    });
+    try {
+      await assert.rejects(gone.open(peer, { digest, offset: 0 }, opts()));
+      assert.equal(forgotten, 1);
+    } finally {
+      await gone.close();
     }
   });
 
