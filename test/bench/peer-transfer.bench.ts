@@ -232,7 +232,7 @@ async function main(): Promise<number> {
   out.write(`machine: ${machine}; load average ${loadBefore[0]?.toFixed(1)} before, ${loadAfter[0]?.toFixed(1)} after; ${seconds.toFixed(0)} s in all\n`);
   out.write('http: warm seed -> cold daemon (P2P off); libp2p / peer-http: node-1 -> cold node-2 with the seed and upstream gone,\n');
   out.write('over a libp2p stream / over the HTTP data plane between daemons (--peer-transport http).\n');
-  out.write('The receiver side includes, in both rows, the daemon\'s receive path (hash + write to disk + serve the bytes to the\n');
+  out.write('The receiver side includes, in every row, the daemon\'s receive path (hash + write to disk + serve the bytes to the\n');
   out.write('client), and MB/s is end to end at the client; so the difference between the rows is the transport.\n\n');
   const f = (v: number | undefined, d: number): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
   out.write(`${'transport'.padEnd(16)} ${'MB/s'.padStart(18)} ${'sender CPU-s/GB'.padStart(16)} ${'receiver CPU-s/GB'.padStart(18)}\n`);
