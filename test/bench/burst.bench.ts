@@ -6,6 +6,8 @@
 //   direct    every node pulls from the upstream through the WAN;
 //   proxy     every node pulls through one distribution registry in proxy mode on the LAN side of the WAN;
 //   peerpull  every node pulls through its own daemon; one seed; P2P on.
+//   peerpull-http  the same with the HTTP data plane between daemons (--peer-transport http
+//             --peer-http-listen): not in the default --modes; add it to compare the two transports.
 // Scenarios:
 //   cold       N nodes pull the cold image at the same moment (N from --nodes);
 //   rolling    N nodes pull one after another (--rolling);
@@ -25,7 +27,7 @@
 // figures in BENCHMARKS.md; without root or `ip netns` the nodes stay on loopback and the output says so.
 //
 // Flags: --nodes 1,5,10  --image-size 64MB  --wan-rate 100mbit  --wan-delay 25ms  --rolling 5
-//        --dead-peer 5  --scenarios cold,rolling,offline,dead-peer  --modes direct,proxy,seed-only,peerpull
+//        --dead-peer 5  --scenarios cold,rolling,offline,dead-peer  --modes direct,proxy,seed-only,peerpull[,peerpull-http]
 //        --wan-mode auto|netns|relay  --node-nic off|RATE  --out bench-results/burst.json  --keep (keep the logs)
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,7 +40,8 @@ import { ProcessMeter } from '../cluster/proc-stats.ts';
 import { Testbed, clusterBytes } from '../cluster/testbed.ts';
 
 /** peerpull: seed + daemons with P2P; seed-only: the same without P2P (the seed alone feeds every node). */
-type Mode = 'direct' | 'proxy' | 'peerpull' | 'seed-only';
+type Mode = 'direct' | 'proxy' | 'peerpull' | 'peerpull-http' | 'seed-only';
+const isP2P = (mode: Mode): boolean => mode === 'peerpull' || mode === 'peerpull-http';
 type Scenario = 'cold' | 'rolling' | 'offline' | 'dead-peer';
 
 const { values: args } = parseArgs({
@@ -72,6 +75,7 @@ const ROLLING_N = Number(args.rolling);
 const DEAD_PEER_N = Number(args['dead-peer']);
 const SCENARIOS = new Set((args.scenarios as string).split(',') as Scenario[]);
 const MODES = (args.modes as string).split(',') as Mode[];
+for (const m of MODES) if (!['direct', 'proxy', 'peerpull', 'peerpull-http', 'seed-only'].includes(m)) throw new Error(`unknown mode ${m}`);
 const OFFLINE_LIMIT_MS = 30_000;
 
 const startedAt = Date.now();
@@ -140,14 +144,18 @@ async function setup(tb: Testbed, mode: Mode, nodes: number, image: BuiltImage, 
       stop: async () => void (await proxy.stop()),
     };
   }
-  const cluster = await tb.startCluster({ daemons: nodes, p2p: mode === 'peerpull' });
-  if (mode === 'peerpull' && !(await cluster.waitForPeers(20_000))) log('  warning: not every daemon found a peer in 20 s');
+  const cluster = await tb.startCluster({
+    daemons: nodes,
+    p2p: isP2P(mode),
+    ...(mode === 'peerpull-http' ? { extraDaemonArgs: ['--peer-transport', 'http', '--peer-http-listen', '127.0.0.1:0'] } : {}),
+  });
+  if (isP2P(mode) && !(await cluster.waitForPeers(20_000))) log('  warning: not every daemon found a peer in 20 s');
   return {
     cluster,
     urlFor: async (i) => {
       while (cluster.daemons.length <= i) {
         await cluster.addDaemon();
-        if (mode === 'peerpull') await cluster.waitForPeers(20_000);
+        if (isP2P(mode)) await cluster.waitForPeers(20_000);
       }
       return (cluster.daemons[i] as { url: string }).url;
     },
@@ -281,7 +289,7 @@ async function offline(tb: Testbed, mode: Mode, image: BuiltImage): Promise<RunR
       failures.push(`fresh node: ${(err as Error).message.split('\n')[0]} after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     const m = await measure();
-    return finish({ scenario: 'offline', n: 1, mode, times, failures, expectedFailures: mode === 'peerpull' || mode === 'seed-only' ? 0 : failures.length /* a baseline that cannot pull offline: the finding */, upstreamBytes: await tb.upstreamBytes(), ...m, notes }, image);
+    return finish({ scenario: 'offline', n: 1, mode, times, failures, expectedFailures: isP2P(mode) || mode === 'seed-only' ? 0 : failures.length /* a baseline that cannot pull offline: the finding */, upstreamBytes: await tb.upstreamBytes(), ...m, notes }, image);
   } finally {
     tb.restoreWan();
     await s.stop();
@@ -298,7 +306,7 @@ function row(r: RunResult): string {
   const result = unexpected > 0 ? `${unexpected} FAILED` : r.expectedFailures ? `${r.scenario === 'offline' ? 'cannot pull offline' : `ok (${r.expectedFailures} killed)`}` : 'ok';
   const rss = r.peakRssMB?.length ? fmt(Math.max(...r.peakRssMB), 0) : '-';
   return [
-    r.scenario.padEnd(9), String(r.n).padStart(3), r.mode.padEnd(9),
+    r.scenario.padEnd(9), String(r.n).padStart(3), r.mode.padEnd(13),
     `${fmt(r.p50)} / ${fmt(r.max)}`.padStart(13),
     fmt(r.upstreamRatio, 2).padStart(8),
     fmt(r.seedUploadRatio, 2).padStart(8),
@@ -310,7 +318,7 @@ function row(r: RunResult): string {
 }
 
 const HEADER = [
-  'scenario '.padEnd(9), '  N', 'mode     ', 'p50 / max s'.padStart(13), 'up÷img'.padStart(8), 'seed÷img'.padStart(8),
+  'scenario '.padEnd(9), '  N', 'mode'.padEnd(13), 'p50 / max s'.padStart(13), 'up÷img'.padStart(8), 'seed÷img'.padStart(8),
   'peer/seed/up MB'.padStart(14), 'CPU s/GB'.padStart(8), 'RSS MB'.padStart(7), '  result',
 ].join(' ');
 
@@ -333,6 +341,16 @@ function targets(results: RunResult[]): Target[] {
       name: 'cold burst N=10: all done ≤ 1.3 × one node\'s direct pull',
       value: `${fmt(cold10.max)} s vs 1.3 × ${fmt(direct1)} s = ${fmt(limit)} s${failed}`,
       pass: limit === undefined || cold10.max === undefined ? undefined : cold10.max <= limit && cold10.failures.length === 0,
+    });
+  }
+  // The HTTP data plane against libp2p in the same run (a comparison, not a target).
+  for (const h of results.filter((x) => x.scenario === 'cold' && x.mode === 'peerpull-http')) {
+    const p = get('cold', h.n, 'peerpull');
+    const seedOnly = get('cold', h.n, 'seed-only');
+    out.push({
+      name: `cold burst N=${h.n}: all done, peerpull-http vs peerpull${seedOnly ? ' vs seed-only' : ''}`,
+      value: `${fmt(h.max)} s vs ${fmt(p?.max)} s${seedOnly ? ` vs ${fmt(seedOnly.max)} s` : ''}; daemon CPU ${fmt(h.cpuSecondsPerGB)} vs ${fmt(p?.cpuSecondsPerGB)} s/GB`,
+      pass: undefined,
     });
   }
   for (const r of results.filter((x) => x.scenario === 'rolling' && x.mode === 'peerpull')) {
@@ -373,7 +391,8 @@ async function main(): Promise<number> {
   let fatal = false;
   try {
     // Peerpull first in each scenario: the direct and proxy runs then cannot warm anything it uses.
-    const order: Mode[] = [...MODES].sort((a, b) => (a === 'peerpull' ? -1 : b === 'peerpull' ? 1 : 0));
+    const first = (m: Mode): number => (m === 'peerpull' ? 0 : m === 'peerpull-http' ? 1 : 2);
+    const order: Mode[] = [...MODES].sort((a, b) => first(a) - first(b));
     if (SCENARIOS.has('cold')) for (const n of NODES) for (const mode of order) record(await coldBurst(tb, mode, n, image));
     if (SCENARIOS.has('rolling')) for (const mode of order) record(await rolling(tb, mode, ROLLING_N, image));
     if (SCENARIOS.has('offline')) for (const mode of order) record(await offline(tb, mode, image));

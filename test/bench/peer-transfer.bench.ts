@@ -8,12 +8,15 @@
 //           upstream closed, so node-1 is the only source; node-2 then pulls it over a libp2p stream
 //           (checked: node-2's fetched{source="peer"} counter = blob size).
 //           sender = node-1, receiver = node-2.
+//   peer-http  the same as libp2p, with both daemons on the HTTP data plane (--peer-transport http
+//           --peer-http-listen): node-2 fetches from node-1 over cluster-key-authenticated HTTP (checked:
+//           node-1's peer_bytes_uploaded_total{transport="http"} = blob size).
 // In both runs the receiver does the same work besides the transport (hash, write to disk, serve the bytes
 // to the client), so the difference between the rows is the transport. Each run is repeated (--reps, fresh
 // cluster every time); CPU is utime+stime from /proc/<pid>/stat over the measured transfer only.
 // Prints a table (medians) and writes bench-results/peer-transfer.json.
 //
-// Flags: --size 256MB  --reps 3  --out bench-results/peer-transfer.json  --keep (keep the work dir)
+// Flags: --size 256MB  --reps 3  --transports http,libp2p,peer-http  --out bench-results/peer-transfer.json  --keep
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +30,7 @@ const { values: args } = parseArgs({
   options: {
     size: { type: 'string', default: '256MB' },
     reps: { type: 'string', default: '3' },
+    transports: { type: 'string', default: 'http,libp2p,peer-http' },
     out: { type: 'string', default: 'bench-results/peer-transfer.json' },
     keep: { type: 'boolean', default: false },
   },
@@ -41,7 +45,10 @@ const REPS = Number(args.reps);
 const startedAt = Date.now();
 const log = (msg: string): void => void process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
 
-type Transport = 'http' | 'libp2p';
+/** http: seed → daemon; libp2p and peer-http: daemon → daemon. */
+type Transport = 'http' | 'libp2p' | 'peer-http';
+const TRANSPORTS = (args.transports as string).split(',') as Transport[];
+for (const t of TRANSPORTS) if (!['http', 'libp2p', 'peer-http'].includes(t)) throw new Error(`unknown transport ${t}`);
 
 interface Sample {
   transport: Transport;
@@ -103,10 +110,18 @@ async function runHttp(image: BuiltImage, layer: Layer, rep: number, workDir: st
   }
 }
 
-async function runLibp2p(image: BuiltImage, layer: Layer, rep: number, workDir: string): Promise<Sample> {
+async function runPeer(transport: 'libp2p' | 'peer-http', image: BuiltImage, layer: Layer, rep: number, workDir: string): Promise<Sample> {
   const { registry, host } = await startUpstream(image);
   let upstreamOpen = true;
-  const cluster = await LocalCluster.start({ workDir: path.join(workDir, `libp2p-${rep}`), cliPath: CLI, upstream: { host, url: `http://${host}` }, daemons: 2, seed: true, p2p: true });
+  const cluster = await LocalCluster.start({
+    workDir: path.join(workDir, `${transport}-${rep}`),
+    cliPath: CLI,
+    upstream: { host, url: `http://${host}` },
+    daemons: 2,
+    seed: true,
+    p2p: true,
+    ...(transport === 'peer-http' ? { extraDaemonArgs: ['--peer-transport', 'http', '--peer-http-listen', '127.0.0.1:0'] } : {}),
+  });
   try {
     if (!(await cluster.waitForPeers(20_000))) log('  warning: not every daemon found a peer in 20 s');
     const [sender, receiver] = cluster.daemons;
@@ -128,13 +143,17 @@ async function runLibp2p(image: BuiltImage, layer: Layer, rep: number, workDir: 
         break;
       } catch (err) {
         if (attempts >= 3 || !/HTTP 404/.test((err as Error).message)) throw err;
-        log(`  libp2p rep ${rep}: attempt ${attempts} got a 404 (no provider found yet); retrying in 1 s`);
+        log(`  ${transport} rep ${rep}: attempt ${attempts} got a 404 (no provider found yet); retrying in 1 s`);
         await new Promise((r) => setTimeout(r, 1_000));
       }
     }
     const fetched = (await readCounters(receiver)).fetched;
-    if ((fetched.peer ?? 0) !== layer.size) throw new Error(`libp2p: node-2 fetched ${JSON.stringify(fetched)}, expected ${layer.size} from a peer`);
-    return { transport: 'libp2p', rep, ...m, fetched, attempts };
+    if ((fetched.peer ?? 0) !== layer.size) throw new Error(`${transport}: node-2 fetched ${JSON.stringify(fetched)}, expected ${layer.size} from a peer`);
+    const wire = transport === 'peer-http' ? 'http' : 'libp2p';
+    const metrics = await (await fetch(sender.metricsUrl, { signal: AbortSignal.timeout(2_000) })).text();
+    const over = Number(new RegExp(`^peerpull_peer_bytes_uploaded_total\\{transport="${wire}"\\} (\\S+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    if (over < layer.size) throw new Error(`${transport}: node-1 uploaded ${over} bytes over ${wire}, expected ${layer.size}`);
+    return { transport, rep, ...m, fetched, attempts };
   } finally {
     await cluster.stop();
     if (upstreamOpen) await registry.close();
@@ -181,9 +200,9 @@ async function main(): Promise<number> {
   const samples: Sample[] = [];
   const failures: string[] = [];
   for (let rep = 1; rep <= REPS; rep++) {
-    for (const transport of ['http', 'libp2p'] as const) {
+    for (const transport of TRANSPORTS) {
       try {
-        const s = transport === 'http' ? await runHttp(image, layer, rep, workDir) : await runLibp2p(image, layer, rep, workDir);
+        const s = transport === 'http' ? await runHttp(image, layer, rep, workDir) : await runPeer(transport, image, layer, rep, workDir);
         samples.push(s);
         log(`${transport.padEnd(6)} rep ${rep}: ${s.mbPerSecond.toFixed(0)} MB/s, sender ${s.senderCpuPerGB.toFixed(2)} CPU-s/GB, receiver ${s.receiverCpuPerGB.toFixed(2)} CPU-s/GB (source ${s.source ?? '?'}${s.attempts && s.attempts > 1 ? `, ${s.attempts} attempts` : ''})`);
       } catch (err) {
@@ -196,11 +215,14 @@ async function main(): Promise<number> {
   const seconds = (Date.now() - startedAt) / 1000;
   const http = summarize(samples, 'http');
   const p2p = summarize(samples, 'libp2p');
-  const ratios = http && p2p ? {
-    mbPerSecond: p2p.mbPerSecond / http.mbPerSecond,
-    senderCpuPerGB: p2p.senderCpuPerGB / http.senderCpuPerGB,
-    receiverCpuPerGB: p2p.receiverCpuPerGB / http.receiverCpuPerGB,
+  const peerHttp = summarize(samples, 'peer-http');
+  const ratio = (a: Summary | undefined, b: Summary | undefined) => a && b ? {
+    mbPerSecond: a.mbPerSecond / b.mbPerSecond,
+    senderCpuPerGB: a.senderCpuPerGB / b.senderCpuPerGB,
+    receiverCpuPerGB: a.receiverCpuPerGB / b.receiverCpuPerGB,
   } : undefined;
+  const ratios = ratio(p2p, http);
+  const peerRatios = ratio(p2p, peerHttp);
 
   const out = process.stdout;
   const command = `pnpm bench:peer${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
@@ -208,16 +230,21 @@ async function main(): Promise<number> {
   out.write(`\nPeer transfer, libp2p vs HTTP (issue 5): ${command}\n`);
   out.write(`one ${(layer.size / MB).toFixed(1)} MB layer; ${REPS} run(s) per transport, fresh cluster each; medians (MB/s range in brackets)\n`);
   out.write(`machine: ${machine}; load average ${loadBefore[0]?.toFixed(1)} before, ${loadAfter[0]?.toFixed(1)} after; ${seconds.toFixed(0)} s in all\n`);
-  out.write('HTTP: warm seed -> cold daemon (P2P off); libp2p: node-1 -> cold node-2 with the seed and upstream gone.\n');
-  out.write('The receiver side includes, in both rows, the daemon\'s receive path (hash + write to disk + serve the bytes to the\n');
+  out.write('http: warm seed -> cold daemon (P2P off); libp2p / peer-http: node-1 -> cold node-2 with the seed and upstream gone,\n');
+  out.write('over a libp2p stream / over the HTTP data plane between daemons (--peer-transport http).\n');
+  out.write('The receiver side includes, in every row, the daemon\'s receive path (hash + write to disk + serve the bytes to the\n');
   out.write('client), and MB/s is end to end at the client; so the difference between the rows is the transport.\n\n');
   const f = (v: number | undefined, d: number): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
-  out.write(`${'transport'.padEnd(10)} ${'MB/s'.padStart(18)} ${'sender CPU-s/GB'.padStart(16)} ${'receiver CPU-s/GB'.padStart(18)}\n`);
-  for (const s of [http, p2p]) {
+  out.write(`${'transport'.padEnd(16)} ${'MB/s'.padStart(18)} ${'sender CPU-s/GB'.padStart(16)} ${'receiver CPU-s/GB'.padStart(18)}\n`);
+  for (const s of [http, p2p, peerHttp]) {
     if (!s) continue;
-    out.write(`${s.transport.padEnd(10)} ${`${f(s.mbPerSecond, 0)} [${f(s.mbPerSecondRange[0], 0)}-${f(s.mbPerSecondRange[1], 0)}]`.padStart(18)} ${f(s.senderCpuPerGB, 2).padStart(16)} ${f(s.receiverCpuPerGB, 2).padStart(18)}\n`);
+    out.write(`${s.transport.padEnd(16)} ${`${f(s.mbPerSecond, 0)} [${f(s.mbPerSecondRange[0], 0)}-${f(s.mbPerSecondRange[1], 0)}]`.padStart(18)} ${f(s.senderCpuPerGB, 2).padStart(16)} ${f(s.receiverCpuPerGB, 2).padStart(18)}\n`);
   }
-  if (ratios) out.write(`${'libp2p÷http'.padEnd(10)} ${`${f(ratios.mbPerSecond, 2)}×`.padStart(18)} ${`${f(ratios.senderCpuPerGB, 2)}×`.padStart(16)} ${`${f(ratios.receiverCpuPerGB, 2)}×`.padStart(18)}\n`);
+  const ratioRow = (name: string, r: ReturnType<typeof ratio>): void => {
+    if (r) out.write(`${name.padEnd(16)} ${`${f(r.mbPerSecond, 2)}×`.padStart(18)} ${`${f(r.senderCpuPerGB, 2)}×`.padStart(16)} ${`${f(r.receiverCpuPerGB, 2)}×`.padStart(18)}\n`);
+  };
+  ratioRow('libp2p÷http', ratios);
+  ratioRow('libp2p÷peer-http', peerRatios);
   if (failures.length) out.write(`\nfailures:\n  ${failures.join('\n  ')}\n`);
 
   const json = {
@@ -229,7 +256,7 @@ async function main(): Promise<number> {
     reps: REPS,
     seconds,
     note: 'receiver CPU includes the daemon receive path (hash + write to disk + serve to the client) in both transports',
-    summary: { http, libp2p: p2p, ratios },
+    summary: { http, libp2p: p2p, peerHttp, ratios, libp2pOverPeerHttp: peerRatios },
     samples,
     failures,
   };

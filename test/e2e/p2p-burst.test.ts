@@ -1,19 +1,20 @@
 // P2P burst (issue 5): six daemons pull one cold ~100 MB image at the same moment through a seed
 // with `--peer-fanout 2`. The upstream must see each blob once, the seed must send each blob to at
-// most two daemons, and the rest must travel between the daemons.
+// most two daemons, and the rest must travel between the daemons; once per transport (libp2p streams,
+// the HTTP data plane).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
-import { MB, blobBytes, blobsOf, makeClusterKey, p2pArgs, p2pMetrics, pullVia, stopAll, waitFor } from './p2p-helpers.ts';
+import { MB, PEER_TRANSPORTS, blobBytes, blobsOf, makeClusterKey, p2pArgs, p2pMetrics, pullVia, stopAll, transportArgs, waitFor } from './p2p-helpers.ts';
 
 const REPO = 'library/burst';
 const TAG = 'v1';
 const DAEMONS = 6;
 const FANOUT = 2;
 
-describe('burst: six daemons pull one cold image at once', () => {
+for (const transport of PEER_TRANSPORTS) describe(`burst: six daemons pull one cold image at once (${transport})`, () => {
   const key = makeClusterKey();
   let reg: Registry;
   let img: BuiltImage;
@@ -27,7 +28,7 @@ describe('burst: six daemons pull one cold image at once', () => {
     seed = await startPeerpull({ command: 'seed', registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key)), '--peer-fanout', String(FANOUT)] });
     daemons = await Promise.all(
       Array.from({ length: DAEMONS }, async () =>
-        startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), '--log-level', 'debug'] }),
+        startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), ...transportArgs(transport), '--log-level', 'debug'] }),
       ),
     );
     await waitFor('every daemon to join through the seed', async () => (await Promise.all(daemons.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
@@ -75,9 +76,10 @@ describe('burst: six daemons pull one cold image at once', () => {
     assert.ok(fromSeed <= FANOUT * bytes, `seed bytes ${fromSeed} <= ${FANOUT} x image`);
     assert.ok(fromPeers >= DAEMONS * bytes - fromSeed, `peer bytes ${fromPeers} cover the rest`);
     assert.ok(sum((m) => m.uploaded) >= fromPeers, 'peers uploaded what peers fetched');
+    assert.equal(sum((m) => m.uploadedOver(transport)), sum((m) => m.uploaded), `every peer upload went over ${transport}`);
     const seedServed = (await seed.metrics()).split('\n').filter((l) => l.startsWith('peerpull_bytes_served_total')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
     console.log(
-      `# burst of ${DAEMONS} x ${(bytes / MB).toFixed(1)} MB: all done in ${seconds.toFixed(2)} s; upstream ${(reg.bytesSent({ kind: 'blob' }) / bytes).toFixed(2)} x image; ` +
+      `# ${transport} burst of ${DAEMONS} x ${(bytes / MB).toFixed(1)} MB: all done in ${seconds.toFixed(2)} s; upstream ${(reg.bytesSent({ kind: 'blob' }) / bytes).toFixed(2)} x image; ` +
         `seed served ${(seedServed / bytes).toFixed(2)} x image (blobs sent ${perBlob.map((b) => `${b.sent}/${b.busy} busy`).join(', ')}); ` +
         `daemons fetched ${(fromPeers / MB).toFixed(1)} MB from peers, ${(fromSeed / MB).toFixed(1)} MB from the seed`,
     );

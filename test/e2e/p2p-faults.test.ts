@@ -1,5 +1,6 @@
 // P2P faults (issue 5) against real processes: a peer whose stored blob is corrupt on disk (it
-// serves wrong bytes), and a peer killed (SIGKILL) while another node streams a large blob from it.
+// serves wrong bytes), and a peer killed (SIGKILL) while another node streams a large blob from it;
+// once per transport (libp2p streams, the HTTP data plane).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -10,6 +11,8 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { TestProxy, storedBlobs } from './seed-helpers.ts';
 import {
   MB,
+  PEER_TRANSPORTS,
+  metricValue,
   storedBlobPath,
   blobsOf,
   corruptStoredBlob,
@@ -22,6 +25,7 @@ import {
   fileDigest,
   stopAll,
   timeOf,
+  transportArgs,
   waitFor,
   waitProvided,
   waitStored,
@@ -66,7 +70,7 @@ function blobUrl(d: DaemonProcess, reg: Registry, repository: string, digest: st
   return `${d.url}/v2/${repository}/blobs/${digest}?ns=${encodeURIComponent(reg.host)}`;
 }
 
-describe('faulty peers', () => {
+for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`, () => {
   const key = makeClusterKey();
   let reg: Registry;
   let proxy: TestProxy;
@@ -92,7 +96,7 @@ describe('faulty peers', () => {
         startPeerpull({
           registries: [upstream],
           defaultRegistry: reg.host,
-          extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), '--peer-idle-timeout', '1s', '--log-level', 'debug'],
+          extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), ...transportArgs(transport), '--peer-idle-timeout', '1s', '--log-level', 'debug'],
         }),
       ),
     );
@@ -134,6 +138,7 @@ describe('faulty peers', () => {
     const m = await p2pMetrics(puller);
     assert.ok(m.quarantined >= 1, `peerpull_peers_quarantined ${m.quarantined}`);
     assert.ok(m.transfers('download', 'corrupt') >= 1);
+    assert.ok(metricValue(m.text, 'peerpull_peer_transfers_total', { direction: 'download', outcome: 'corrupt', transport }) >= 1, `the corrupt transfer came over ${transport}`);
 
     // Not asked again: no request to it after the quarantine, and it uploaded that blob once.
     const quarantinedAt = timeOf(quarantined[0]!);
@@ -174,7 +179,7 @@ describe('faulty peers', () => {
       let bytesAtKill = 0;
       const result = await streamBlob(blobUrl(puller, reg, repo, layer.digest), {}, (n) => {
         if (killed || n < 10 * MB) return;
-        const fromPeer = logsWith(puller, 'fetching from peer', { digest: layer.digest, peer: providerId }).length > 0;
+        const fromPeer = logsWith(puller, 'fetching from peer', { digest: layer.digest, peer: providerId, transport }).length > 0;
         if (!fromPeer) return;
         bytesAtKill = n;
         killed = provider.kill9();

@@ -27,6 +27,23 @@ export async function p2pArgs(keyFile: string | undefined): Promise<string[]> {
   return [...(keyFile ? ['--cluster-key-file', keyFile] : []), '--p2p-listen', `/ip4/127.0.0.1/tcp/${await freePort()}`];
 }
 
+/** How daemons move blobs between them: libp2p streams (the default) or the HTTP data plane. */
+export type PeerTransport = 'libp2p' | 'http';
+export const PEER_TRANSPORTS: readonly PeerTransport[] = ['libp2p', 'http'];
+
+/** A daemon's arguments for the transport: with http it serves the data plane on a port of its own and fetches over it. */
+export function transportArgs(transport: PeerTransport): string[] {
+  return transport === 'http' ? ['--peer-transport', 'http', '--peer-http-listen', '127.0.0.1:0'] : [];
+}
+
+/** Where a daemon serves the HTTP data plane (from its log), e.g. `http://127.0.0.1:40123`. */
+export function httpDataOrigin(d: DaemonProcess): string {
+  const line = d.logs().findLast((l) => l.msg === 'serving blobs to peers over HTTP (cluster-key authenticated, not encrypted)');
+  if (!line) throw new Error(`${d.host} serves no HTTP data plane`);
+  const a = line.address as { host: string; port: number };
+  return `http://${a.host}:${a.port}`;
+}
+
 export interface PeerInfo {
   peerId: string;
   /** Listen multiaddrs without /p2p/. */
@@ -83,6 +100,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 export interface P2PMetrics {
   fetched: { peer: number; seed: number; upstream: number };
   uploaded: number;
+  uploadedOver: (transport: PeerTransport) => number;
   connected: number;
   quarantined: number;
   transfers: (direction: 'download' | 'upload', outcome?: string) => number;
@@ -95,6 +113,7 @@ export async function p2pMetrics(d: DaemonProcess): Promise<P2PMetrics> {
   return {
     fetched: { peer: fetched('peer'), seed: fetched('seed'), upstream: fetched('upstream') },
     uploaded: metricValue(text, 'peerpull_peer_bytes_uploaded_total'),
+    uploadedOver: (transport) => metricValue(text, 'peerpull_peer_bytes_uploaded_total', { transport }),
     connected: metricValue(text, 'peerpull_peers_connected'),
     quarantined: metricValue(text, 'peerpull_peers_quarantined'),
     transfers: (direction, outcome) => metricValue(text, 'peerpull_peer_transfers_total', outcome ? { direction, outcome } : { direction }),

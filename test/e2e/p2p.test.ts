@@ -2,26 +2,34 @@
 // `peerpull seed` and `peerpull daemon` as separate processes on loopback, a containerd-like client.
 // This file: one node feeds the others with the seed and the upstream down; nodes without the
 // cluster key (or with another one) get nothing; a restarted node keeps its peer id and re-provides.
+// The cluster scenarios run once per transport: libp2p streams, and the HTTP data plane (where the
+// HTTP port itself must refuse requests not signed with the cluster key).
 // p2p-burst.test.ts: six daemons pull one cold image at once. p2p-faults.test.ts: a peer that
 // sends corrupt bytes, a peer killed mid-transfer.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { ClusterKey } from '@peerpull/common';
+import { PEER_HTTP_PATH_PREFIX, PeerHttpAuth } from '@peerpull/daemon';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { getBlob, PullError } from '../fixtures/pull-client.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import {
   MB,
+  PEER_TRANSPORTS,
   blobBytes,
+  httpDataOrigin,
   blobsOf,
   logsWith,
   makeClusterKey,
+  metricValue,
   p2pArgs,
   p2pMetrics,
   peerAddr,
   peerInfo,
   pullVia,
   stopAll,
+  transportArgs,
   waitFor,
   waitProvided,
   waitStored,
@@ -39,7 +47,7 @@ async function assertPullFails(p: Promise<unknown>, status: number, who: string)
   });
 }
 
-describe('a cluster of five daemons and a seed; strangers without the key', () => {
+for (const transport of PEER_TRANSPORTS) describe(`a cluster of five daemons and a seed; strangers without the key (${transport})`, () => {
   const key = makeClusterKey();
   const otherKey = makeClusterKey();
   let reg: Registry;
@@ -55,7 +63,7 @@ describe('a cluster of five daemons and a seed; strangers without the key', () =
     reg.clearLog();
     seed = await startPeerpull({ command: 'seed', registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key)), '--log-level', 'debug'] });
     const daemon = async (keyFile: string | undefined, extra: string[] = []): Promise<DaemonProcess> =>
-      startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(keyFile)), '--log-level', 'debug', ...extra] });
+      startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(keyFile)), ...transportArgs(transport), '--log-level', 'debug', ...extra] });
     nodes = await Promise.all([0, 1, 2, 3, 4].map(() => daemon(key)));
     // Strangers: both know the seed (its /api/v1/peer names its P2P address) and one also dials A directly.
     [noKey, wrongKey] = await Promise.all([daemon(undefined), daemon(otherKey, ['--bootstrap', peerAddr(nodes[0]!)])]);
@@ -94,6 +102,11 @@ describe('a cluster of five daemons and a seed; strangers without the key', () =
     const uploaded = (await Promise.all(nodes.map(p2pMetrics))).map((m) => m.uploaded);
     assert.ok(uploaded[0]! > 0, 'A uploaded to peers');
     assert.ok(uploaded.reduce((s, n) => s + n, 0) >= others.length * bytes, `the daemons uploaded what B..E fetched: ${uploaded.join(', ')}`);
+    // Every peer byte moved over the transport chosen (HTTP: no silent fallback to libp2p).
+    const over = (await Promise.all(nodes.map(p2pMetrics))).reduce((n, m) => n + m.uploadedOver(transport), 0);
+    assert.equal(over, uploaded.reduce((s, n) => s + n, 0), `uploads over ${transport}`);
+    const fetches = others.flatMap((d) => logsWith(d, 'fetching from peer'));
+    assert.deepEqual([...new Set(fetches.map((l) => l.transport))], [transport], `B..E fetched over ${transport}`);
     console.log(`# B..E pulled ${(bytes / MB).toFixed(1)} MB each from peers in ${seconds.toFixed(2)} s; uploaded by A..E: ${uploaded.map((n) => (n / MB).toFixed(1)).join(', ')} MB`);
   });
 
@@ -134,6 +147,37 @@ describe('a cluster of five daemons and a seed; strangers without the key', () =
     assert.deepEqual(uploadsToStranger, [], 'no blob went to the stranger');
     console.log(`# stranger dial errors: ${[...new Set(dialErrors.map((e) => e.slice(0, 80)))].join(' | ')}`);
   });
+
+  if (transport === 'http') {
+    test('the HTTP data port serves nothing to a request not signed with the cluster key', async () => {
+      const a = nodes[0]!;
+      const origin = httpDataOrigin(a);
+      const layer = blobsOf(img).at(-1)!; // A holds it (first test)
+      const path = `${PEER_HTTP_PATH_PREFIX}${layer.digest}`;
+      const get = async (headers: Record<string, string>): Promise<{ status: number; bytes: number; code: string | undefined }> => {
+        const res = await fetch(`${origin}${path}`, { headers, signal: AbortSignal.timeout(10_000) });
+        const body = Buffer.from(await res.arrayBuffer());
+        const code = res.headers.get('content-type') === 'application/json' ? (JSON.parse(body.toString()) as { errors: { code: string }[] }).errors[0]?.code : undefined;
+        return { status: res.status, bytes: body.length, code };
+      };
+      const stranger = '12D3KooWStrangerWithoutTheKey';
+      const none = await get({});
+      assert.equal(none.status, 401, 'no credentials');
+      assert.equal(none.code, 'UNAUTHORIZED');
+      assert.ok(none.bytes < 200, 'an error body, no blob bytes');
+      const other = new PeerHttpAuth(ClusterKey.load(otherKey));
+      const wrong = await get({ authorization: other.sign({ method: 'GET', path }, stranger) });
+      assert.equal(wrong.status, 403, 'signed with another cluster key');
+      assert.equal(wrong.code, 'DENIED');
+      assert.ok(wrong.bytes < 200, 'an error body, no blob bytes');
+      // The same request signed with the cluster key gets the blob: the refusals above are the key's doing.
+      const member = new PeerHttpAuth(ClusterKey.load(key));
+      const ok = await get({ authorization: member.sign({ method: 'GET', path }, stranger) });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.bytes, layer.size);
+      assert.ok(logsWith(a, 'peer HTTP request refused').length >= 2, 'A logged the refusals');
+    });
+  }
 });
 
 describe('a restarted node', () => {
@@ -177,6 +221,21 @@ describe('a restarted node', () => {
       extraArgs: [...(await p2pArgs(key)), '--bootstrap', `${afterRestart.addrs[0]}/p2p/${afterRestart.peerId}`, '--log-level', 'debug'],
     });
     await waitFor('the new node to connect', async () => (await p2pMetrics(fresh!)).connected >= 1, 10_000, 50);
+    // The admin API runs the lookup a pull runs: the restarted node is found under its old peer id
+    // (once it is in the new node's routing table: until then a DHT query has nobody to ask).
+    await waitFor('the restarted node in the new node\'s routing table', async () => metricValue((await p2pMetrics(fresh!)).text, 'peerpull_dht_routing_table_size') >= 1, 10_000, 50);
+    const providers = async (digest: string): Promise<{ status: number; body: { providers: string[]; firstMs: number | null; ms: number; budgetMs: number } }> => {
+      const res = await fetch(`${fresh!.url}/api/v1/providers?digest=${digest}&budget=2000`, { signal: AbortSignal.timeout(5_000) });
+      return { status: res.status, body: (await res.json()) as never };
+    };
+    const found = await providers(keys[0]!);
+    assert.equal(found.status, 200);
+    assert.deepEqual(found.body.providers, [before.peerId], 'GET /api/v1/providers names the restarted node');
+    assert.ok(found.body.firstMs !== null && found.body.firstMs <= found.body.ms && found.body.ms < 2_000, JSON.stringify(found.body));
+    const unknown = await providers(`sha256:${'0'.repeat(64)}`);
+    assert.deepEqual(unknown.body.providers, [], 'nobody provides an unknown digest');
+    assert.equal(unknown.body.firstMs, null);
+    assert.equal((await providers('sha256:nothex')).status, 400);
     const pulled = await pullVia(fresh, reg, 'library/restart', TAG);
     assert.equal(pulled.manifestDigest, img.manifestDigest);
     const m = await p2pMetrics(fresh);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 const MIN_KEY_BYTES = 32;
@@ -37,6 +37,14 @@ export class ClusterKey {
   /** The noise prologue: bound to this use, so the key is never used raw anywhere. */
   noisePrologue(): Uint8Array {
     return createHash('sha256').update('peerpull/noise-prologue/v1\0').update(this.#secret).digest();
+  }
+
+  /**
+   * A 32-byte key for one purpose (HKDF-SHA256 with the purpose as its info), so a key used to
+   * authenticate HTTP requests can never be confused with the noise prologue or another use.
+   */
+  deriveKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#secret, 'peerpull/cluster-key/v1', purpose, 32));
   }
 
   /** A stable, non-secret id for logs: which cluster a node thinks it is in. */

@@ -13,8 +13,8 @@ export class MirrorMetrics {
   readonly cacheBytes: Gauge;
   readonly cacheEntries: Gauge;
   readonly seedUp: Gauge<'seed'>;
-  readonly peerTransfers: Counter<'direction' | 'outcome'>;
-  readonly peerBytesUploaded: Counter;
+  readonly peerTransfers: Counter<'direction' | 'outcome' | 'transport'>;
+  readonly peerBytesUploaded: Counter<'transport'>;
   readonly peersConnected: Gauge;
   readonly peersQuarantined: Gauge;
   readonly peerLookupSeconds: Histogram<'found'>;
@@ -66,11 +66,11 @@ export class MirrorMetrics {
     this.seedUp = new Gauge({ name: `${prefix}_seed_up`, help: 'Whether each configured seed is answering (0 while skipped after a failure)', labelNames: ['seed'], registers: [this.registry] });
     this.peerTransfers = new Counter({
       name: `${prefix}_peer_transfers_total`,
-      help: 'Blob transfers between peers by direction (download/upload) and outcome (ok/busy/stalled/failed/corrupt/aborted)',
-      labelNames: ['direction', 'outcome'],
+      help: 'Blob transfers between peers by direction (download/upload), outcome (ok/busy/stalled/failed/corrupt/aborted) and transport (libp2p/http)',
+      labelNames: ['direction', 'outcome', 'transport'],
       registers: [this.registry],
     });
-    this.peerBytesUploaded = new Counter({ name: `${prefix}_peer_bytes_uploaded_total`, help: 'Bytes sent to other nodes over libp2p', registers: [this.registry] });
+    this.peerBytesUploaded = new Counter({ name: `${prefix}_peer_bytes_uploaded_total`, help: 'Bytes sent to other nodes, by transport (libp2p/http)', labelNames: ['transport'], registers: [this.registry] });
     this.peersConnected = new Gauge({ name: `${prefix}_peers_connected`, help: 'libp2p peers currently connected', registers: [this.registry] });
     this.peersQuarantined = new Gauge({ name: `${prefix}_peers_quarantined`, help: 'Peers not asked for blobs because they sent bad bytes', registers: [this.registry] });
     this.peerLookupSeconds = new Histogram({

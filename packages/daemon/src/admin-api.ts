@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { OciError, parseSize } from '@peerpull/common';
+import { OciError, isDigest, parseSize, type Digest } from '@peerpull/common';
 import type { CacheAdmin } from './cache-admin.ts';
 import type { Explainer } from './explain.ts';
 import type { NodeStatusCollector } from './node-status.ts';
@@ -9,7 +9,11 @@ export interface DaemonAdminApiOptions {
   status: NodeStatusCollector;
   explainer: Explainer;
   cache: CacheAdmin;
+  /** P2P on: who provides a digest, as a pull's lookup would find them (and how fast). */
+  providers?: ((digest: Digest, budgetMs: number | undefined) => Promise<unknown>) | undefined;
 }
+
+const MAX_LOOKUP_BUDGET_MS = 10_000;
 
 /**
  * The daemon's admin API under /api/v1/, on the mirror listener, for `peerpull status`,
@@ -37,6 +41,17 @@ export async function daemonAdminApi(app: FastifyInstance, opts: DaemonAdminApiO
   });
 
   app.get('/cache', async () => opts.cache.list());
+
+  app.get<{ Querystring: { digest?: string; budget?: string } }>('/providers', async (req) => {
+    const { digest, budget } = req.query;
+    if (!opts.providers) throw new OciError(404, 'UNSUPPORTED', 'P2P is off on this node (no --cluster-key-file)');
+    if (!digest || !isDigest(digest)) throw new OciError(400, 'DIGEST_INVALID', 'expected ?digest=sha256:<64 hex>');
+    const budgetMs = budget === undefined ? undefined : Number(budget);
+    if (budgetMs !== undefined && !(Number.isInteger(budgetMs) && budgetMs > 0 && budgetMs <= MAX_LOOKUP_BUDGET_MS)) {
+      throw new OciError(400, 'UNSUPPORTED', `budget: milliseconds, 1 to ${MAX_LOOKUP_BUDGET_MS}`);
+    }
+    return opts.providers(digest, budgetMs);
+  });
 
   app.post('/cache/rm', async (req) => {
     const { target } = (req.body ?? {}) as { target?: unknown };

@@ -1,21 +1,23 @@
 import { Readable } from 'node:stream';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
-import { isDigest, type BlobResolver, type Digest, type Logger, type PeerNode, type TagRecord } from '@peerpull/common';
+import { isDigest, type Digest, type PeerNode, type TagRecord } from '@peerpull/common';
+import {
+  PeerStalledError,
+  parsePeerBlobRequest,
+  type PeerBlobHeader,
+  type PeerBlobOpened,
+  type PeerBlobRefusal,
+  type PeerBlobRequest,
+  type PeerBlobServing,
+  type PeerOpenOptions,
+  type PeerTransfer,
+} from './peer-transfer.ts';
+import { encodeLine, readLine } from './stream-json-line.ts';
 
-/** Blob transfer between cluster nodes: request = digest + offset; response = status + size + bytes. */
+/** Blob transfer between cluster nodes over libp2p streams: request = digest + offset; response = status + size + bytes. */
 export const BLOB_PROTOCOL = '/peerpull/blob/1.0.0';
 
-const MAX_HEADER_BYTES = 4096;
 const HEADER_TIMEOUT_MS = 3_000;
-
-export interface BlobRequest {
-  digest: Digest;
-  offset: number;
-  /** Size only, no bytes. */
-  head?: boolean;
-  /** Serve even above the upload limit: the requester has been told "busy" everywhere for a while. */
-  insist?: boolean;
-}
 
 /** What a peer last saw a tag resolve to (offline sites resolve tags from peers). */
 export interface TagAnswer {
@@ -25,67 +27,19 @@ export interface TagAnswer {
   validatedAt: number;
 }
 
-export type BlobResponseHeader =
-  | { status: 'ok'; size: number | null; complete: boolean }
-  | { status: 'busy' | 'not-found' | 'bad-request'; message?: string };
-
-function encodeLine(value: unknown): Uint8Array {
-  return Buffer.from(`${JSON.stringify(value)}\n`);
-}
-
-/** Reads one JSON line from a stream; returns it and an iterator over the bytes after it. */
-async function readLine(stream: Stream, signal: AbortSignal): Promise<{ line: unknown; rest: AsyncIterator<Uint8Array>; first: Buffer }> {
-  const iterator = (stream as AsyncIterable<Uint8Array | { subarray(): Uint8Array }>)[Symbol.asyncIterator]();
-  let buffered = Buffer.alloc(0);
-  const onAbort = (): void => stream.abort(new Error('header timeout'));
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) throw new Error('stream ended before the header');
-      const chunk = next.value instanceof Uint8Array ? next.value : next.value.subarray();
-      buffered = Buffer.concat([buffered, chunk]);
-      const newline = buffered.indexOf(10);
-      if (newline >= 0) {
-        const line = JSON.parse(buffered.subarray(0, newline).toString('utf8')) as unknown;
-        const rest: AsyncIterator<Uint8Array> = {
-          next: async () => {
-            const n = await iterator.next();
-            if (n.done) return n;
-            return { done: false, value: n.value instanceof Uint8Array ? n.value : n.value.subarray() };
-          },
-        };
-        return { line, rest, first: buffered.subarray(newline + 1) };
-      }
-      if (buffered.length > MAX_HEADER_BYTES) throw new Error('header too long');
-    }
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
-}
-
 export interface BlobServerOptions {
   node: PeerNode;
-  blobs: BlobResolver;
+  serving: PeerBlobServing;
   /** `registry/repository:tag` → this node's cached mapping. */
   tagLookup: (key: string) => Promise<TagRecord | undefined>;
-  /** Concurrent uploads before answering "busy", so a burst fans out as a tree. */
-  uploadLimit: number;
-  logger: Logger;
-  onUpload?: (bytes: number, outcome: 'ok' | 'aborted') => void;
 }
 
-/** Serves blobs this node holds or is still downloading (following the file as it grows). */
+/** Serves blobs (and cached tags) to other nodes over libp2p streams. */
 export class BlobServer {
   readonly #opts: BlobServerOptions;
-  #active = 0;
 
   constructor(opts: BlobServerOptions) {
     this.#opts = opts;
-  }
-
-  get activeUploads(): number {
-    return this.#active;
   }
 
   async start(): Promise<void> {
@@ -94,70 +48,43 @@ export class BlobServer {
 
   async #serve(stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString();
-    let request: BlobRequest;
+    let request: PeerBlobRequest;
     try {
       const { line } = await readLine(stream, AbortSignal.timeout(HEADER_TIMEOUT_MS));
-      const r = line as Partial<BlobRequest> & { tag?: unknown };
+      const r = line as { tag?: unknown };
       if (typeof r.tag === 'string' && r.tag.length < 600) {
         const record = await this.#opts.tagLookup(r.tag);
         if (!record) await this.#reply(stream, { status: 'not-found' });
         else await this.#reply(stream, { status: 'ok', digest: record.digest, mediaType: record.mediaType, validatedAt: record.validatedAt });
         return;
       }
-      if (typeof r.digest !== 'string' || !isDigest(r.digest) || typeof r.offset !== 'number' || !Number.isInteger(r.offset) || r.offset < 0) {
-        throw new Error('invalid request');
-      }
-      request = { digest: r.digest, offset: r.offset, head: r.head === true, insist: r.insist === true };
+      request = parsePeerBlobRequest(line);
     } catch (err) {
       await this.#reply(stream, { status: 'bad-request', message: (err as Error).message });
       return;
     }
-    const handle = await this.#opts.blobs.localOrInflight(request.digest);
-    if (!handle) {
-      await this.#reply(stream, { status: 'not-found' });
+    const answer = await this.#opts.serving.answer(request, peer, 'libp2p');
+    if (!('body' in answer)) {
+      await this.#reply(stream, answer);
       return;
     }
-    const complete = handle.source === 'local';
-    if (request.head) {
-      await this.#reply(stream, { status: 'ok', size: handle.size ?? null, complete });
-      return;
-    }
-    if (this.#active >= this.#opts.uploadLimit && !request.insist) {
-      await this.#reply(stream, { status: 'busy' });
-      return;
-    }
-    // Still downloading and nothing past the requester's offset yet: in a burst every node announces
-    // a blob as it starts, so two nodes would otherwise stream it from each other and both wait.
-    // Not "busy" (which keeps the requester off the seed): the seed is where these bytes come from.
-    if (!complete && handle.available() <= request.offset) {
-      await this.#reply(stream, { status: 'not-found', message: 'no bytes yet' });
-      return;
-    }
-    if (handle.size !== undefined && request.offset > handle.size) {
-      await this.#reply(stream, { status: 'bad-request', message: 'offset beyond the end' });
-      return;
-    }
-    this.#active++;
     let sent = 0;
     try {
-      stream.send(encodeLine({ status: 'ok', size: handle.size ?? null, complete }));
-      for await (const chunk of handle.read(request.offset) as AsyncIterable<Buffer>) {
+      stream.send(encodeLine(answer.header));
+      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
         sent += chunk.length;
         if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) });
       }
       await stream.close();
-      this.#opts.onUpload?.(sent, 'ok');
-      this.#opts.logger.debug({ digest: request.digest, peer, offset: request.offset, bytes: sent }, 'blob uploaded to peer');
+      answer.finish(sent, 'ok');
     } catch (err) {
+      answer.body.destroy();
       stream.abort(err as Error);
-      this.#opts.onUpload?.(sent, 'aborted');
-      this.#opts.logger.debug({ digest: request.digest, peer, bytes: sent, err: (err as Error).message }, 'blob upload to peer aborted');
-    } finally {
-      this.#active--;
+      answer.finish(sent, 'aborted', err as Error);
     }
   }
 
-  async #reply(stream: Stream, header: BlobResponseHeader | TagAnswer): Promise<void> {
+  async #reply(stream: Stream, header: PeerBlobHeader | TagAnswer): Promise<void> {
     try {
       stream.send(encodeLine(header));
       await stream.close();
@@ -167,24 +94,32 @@ export class BlobServer {
   }
 }
 
-export interface OpenedPeerBlob {
-  header: Extract<BlobResponseHeader, { status: 'ok' }>;
-  body: Readable;
+/** The requesting side of the libp2p transport. */
+export class Libp2pTransfer implements PeerTransfer {
+  readonly #node: PeerNode;
+
+  constructor(node: PeerNode) {
+    this.#node = node;
+  }
+
+  async open(peer: PeerId, request: PeerBlobRequest, opts: PeerOpenOptions): Promise<(PeerBlobOpened | PeerBlobRefusal) & { transport: 'libp2p' }> {
+    return { ...(await requestBlob(this.#node, peer, request, opts)), transport: 'libp2p' };
+  }
 }
 
 /** Asks one peer for a blob. Returns the header and, for `ok`, the body as a Node stream with an idle deadline. */
 export async function requestBlob(
   node: PeerNode,
   peer: PeerId,
-  request: BlobRequest,
-  opts: { signal: AbortSignal; connectTimeoutMs: number; idleTimeoutMs: number },
-): Promise<OpenedPeerBlob | Exclude<BlobResponseHeader, { status: 'ok' }>> {
+  request: PeerBlobRequest,
+  opts: PeerOpenOptions,
+): Promise<PeerBlobOpened | PeerBlobRefusal> {
   const dialSignal = AbortSignal.any([opts.signal, AbortSignal.timeout(opts.connectTimeoutMs)]);
   const stream = await node.libp2p.dialProtocol(peer, BLOB_PROTOCOL, { signal: dialSignal });
   try {
     stream.send(encodeLine(request));
     const { line, rest, first } = await readLine(stream, AbortSignal.any([opts.signal, AbortSignal.timeout(opts.connectTimeoutMs)]));
-    const header = line as BlobResponseHeader;
+    const header = line as PeerBlobHeader;
     if (header.status !== 'ok') {
       await stream.close().catch(() => stream.abort(new Error('closing')));
       return header;
@@ -206,7 +141,7 @@ function bodyStream(stream: Stream, first: Buffer, rest: AsyncIterator<Uint8Arra
     highWaterMark: 1024 * 1024,
     read() {
       clearTimeout(idle);
-      idle = setTimeout(() => readable.destroy(new Error(`peer stalled: no bytes for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
+      idle = setTimeout(() => readable.destroy(new PeerStalledError(`peer stalled: no bytes for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
       rest.next().then(
         (next) => {
           clearTimeout(idle);

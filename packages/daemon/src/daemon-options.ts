@@ -13,6 +13,18 @@ export const DAEMON_OPTIONS = {
   ...peerOptions(5070),
   'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
+  'peer-transport': {
+    type: 'string',
+    description: 'How this node fetches blobs from peers: libp2p (noise-encrypted streams) or http (the HTTP data plane of peers that serve one: cluster-key authenticated, not encrypted, trusted networks only; other peers over libp2p)',
+    default: 'libp2p',
+    choices: ['libp2p', 'http'],
+  },
+  'peer-http-listen': {
+    type: 'string',
+    description: 'Serve blobs to peers over HTTP on this address (e.g. 0.0.0.0:5072): cluster-key authenticated, not encrypted; "" does not serve it',
+    default: '',
+    placeholder: 'HOST:PORT',
+  },
   'peer-idle-timeout': { type: 'duration', description: 'A peer that sends no bytes for this long is dropped and the transfer resumes elsewhere', default: '3s' },
   'node-name': { type: 'string', description: 'This node\'s name in the seed\'s pull log and dashboard (Kubernetes: the node name from the downward API; default: the host name)', placeholder: 'NAME' },
   'report-interval': { type: 'duration', description: 'How often completed pulls (and, every 5 s, a heartbeat) are sent to the seeds in the background; 0 turns reporting off', default: '1s' },

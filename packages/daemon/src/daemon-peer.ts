@@ -4,14 +4,19 @@ import {
   type BlobResolver,
   type ContentInfo,
   type ContentStore,
+  type Digest,
   type Logger,
   type MirrorMetrics,
 } from '@peerpull/common';
-import { BlobServer } from './blob-protocol.ts';
+import { BlobServer, Libp2pTransfer } from './blob-protocol.ts';
 import { PeerBlobSource } from './peer-blob-source.ts';
+import { PeerHttpAuth } from './peer-http-auth.ts';
+import { PeerHttpAddresses, advertiseHttpDataPlane } from './peer-http-address.ts';
+import { HttpTransfer, PeerHttpServer } from './peer-http-transfer.ts';
 import { PeerManifestSource } from './peer-manifest-source.ts';
-import { PeerRouting } from './peer-routing.ts';
+import { PeerRouting, digestToCid } from './peer-routing.ts';
 import { PeerTagSource } from './peer-tag-source.ts';
+import { PeerBlobServing, type PeerTransportName } from './peer-transfer.ts';
 import { seedPeerAddresses } from './seed-peer-discovery.ts';
 
 export interface DaemonPeerConfig {
@@ -26,6 +31,25 @@ export interface DaemonPeerConfig {
   lookupBudgetMs: number;
   idleTimeoutMs: number;
   seeds: string[];
+  /** How this node fetches from peers: libp2p streams, or HTTP from peers that serve it. */
+  transport: PeerTransportName;
+  /** `HOST:PORT` to serve the HTTP data plane on; "" not served. */
+  httpListen: string;
+}
+
+const CONNECT_TIMEOUT_MS = 2_000;
+
+export interface ProviderReport {
+  digest: Digest;
+  budgetMs: number;
+  providers: string[];
+  /** Milliseconds until the first provider turned up (null: none did). */
+  firstMs: number | null;
+  /** The whole lookup (the first provider plus a short grace for more; or until the DHT query ended, or the budget). */
+  ms: number;
+  /** The first provider's record was held by this node (no network round trip). */
+  fromLocalRecord: boolean;
+  budgetExhausted: boolean;
 }
 
 /**
@@ -40,25 +64,40 @@ export class DaemonPeer {
   readonly tagSource: PeerTagSource;
   readonly #logger: Logger;
   readonly #metrics: MirrorMetrics;
-  readonly #uploadLimit: number;
-  #server: BlobServer | undefined;
+  readonly #config: DaemonPeerConfig;
+  readonly #clusterKey: ClusterKey;
+  readonly #httpTransfer: HttpTransfer | undefined;
+  #httpServer: PeerHttpServer | undefined;
   #stopSeedDiscovery: (() => void) | undefined;
 
-  private constructor(node: PeerNode, config: DaemonPeerConfig, logger: Logger, metrics: MirrorMetrics) {
+  private constructor(node: PeerNode, clusterKey: ClusterKey, config: DaemonPeerConfig, logger: Logger, metrics: MirrorMetrics) {
     this.node = node;
     this.#logger = logger;
     this.#metrics = metrics;
-    this.#uploadLimit = config.uploadLimit;
+    this.#config = config;
+    this.#clusterKey = clusterKey;
     this.routing = new PeerRouting(node, logger, metrics);
+    const libp2p = new Libp2pTransfer(node);
+    if (config.transport === 'http') {
+      this.#httpTransfer = new HttpTransfer({
+        self: node.peerId.toString(),
+        auth: new PeerHttpAuth(clusterKey),
+        addresses: new PeerHttpAddresses(node, logger),
+        fallback: libp2p,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        idleTimeoutMs: config.idleTimeoutMs,
+        logger,
+      });
+    }
     this.blobSource = new PeerBlobSource({
-      node,
+      transfer: this.#httpTransfer ?? libp2p,
       routing: this.routing,
       logger,
       lookupBudgetMs: config.lookupBudgetMs,
-      connectTimeoutMs: 2_000,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
       idleTimeoutMs: config.idleTimeoutMs,
       quarantineMs: 10 * 60_000,
-      onTransfer: (outcome) => metrics.peerTransfers.inc({ direction: 'download', outcome }),
+      onTransfer: (outcome, transport) => metrics.peerTransfers.inc({ direction: 'download', outcome, transport }),
     });
     this.manifestSource = new PeerManifestSource(this.blobSource);
     this.tagSource = new PeerTagSource({ node, routing: this.routing, logger, lookupBudgetMs: config.lookupBudgetMs });
@@ -77,25 +116,30 @@ export class DaemonPeer {
       allowLoopback: true,
       logger,
     });
-    const peer = new DaemonPeer(node, config, logger, metrics);
+    const peer = new DaemonPeer(node, clusterKey, config, logger, metrics);
     if (config.seeds.length) peer.#stopSeedDiscovery = seedPeerAddresses(config.seeds, logger, (addrs) => node.addBootstrap(addrs));
     return peer;
   }
 
   /** Starts serving and announcing once the store and resolver exist. */
   async attach(store: ContentStore, blobs: BlobResolver): Promise<void> {
-    this.#server = new BlobServer({
-      node: this.node,
+    // One serving side for both transports: the upload limit counts libp2p and HTTP uploads together.
+    const serving = new PeerBlobServing({
       blobs,
-      tagLookup: (key) => store.getTag(key),
-      uploadLimit: this.#uploadLimit,
+      uploadLimit: this.#config.uploadLimit,
       logger: this.#logger,
-      onUpload: (bytes, outcome) => {
-        this.#metrics.peerBytesUploaded.inc(bytes);
-        this.#metrics.peerTransfers.inc({ direction: 'upload', outcome });
+      onUpload: (bytes, outcome, transport) => {
+        this.#metrics.peerBytesUploaded.inc({ transport }, bytes);
+        this.#metrics.peerTransfers.inc({ direction: 'upload', outcome, transport });
       },
     });
-    await this.#server.start();
+    await new BlobServer({ node: this.node, serving, tagLookup: (key) => store.getTag(key) }).start();
+    if (this.#config.httpListen) {
+      this.#httpServer = await PeerHttpServer.start({ listen: this.#config.httpListen, serving, auth: new PeerHttpAuth(this.#clusterKey), logger: this.#logger });
+      await advertiseHttpDataPlane(this.node, this.#httpServer.address);
+    } else if (this.#config.transport === 'http') {
+      this.#logger.warn('--peer-transport http without --peer-http-listen: this node fetches over HTTP but peers fetch from it over libp2p');
+    }
     // Announce a blob as soon as its download starts: peers then stream it from us while it arrives.
     blobs.events.on('fetch-started', (locator: { digest: ContentInfo['digest'] }) => this.routing.provide(locator.digest));
     store.on('added', (info: ContentInfo) => this.routing.provide(info.digest));
@@ -112,8 +156,30 @@ export class DaemonPeer {
     this.#metrics.advertisedKeys.set(this.routing.providedCount);
   }
 
+  /** `GET /api/v1/providers`: one provider lookup as a pull would run it (default budget: --peer-lookup-timeout). */
+  async providerReport(digest: Digest, budgetMs = this.#config.lookupBudgetMs): Promise<ProviderReport> {
+    const r = await this.routing.lookup(digestToCid(digest), budgetMs);
+    const round = (ms: number): number => Math.round(ms * 100) / 100;
+    return {
+      digest,
+      budgetMs,
+      providers: r.providers.map(String),
+      firstMs: r.firstMs === null ? null : round(r.firstMs),
+      ms: round(r.ms),
+      fromLocalRecord: r.fromLocalRecord,
+      budgetExhausted: r.budgetExhausted,
+    };
+  }
+
+  /** Where this node serves the HTTP data plane, if it does. */
+  get httpAddress(): { host: string; port: number } | undefined {
+    return this.#httpServer?.address;
+  }
+
   async stop(): Promise<void> {
     this.#stopSeedDiscovery?.();
+    await this.#httpServer?.close();
+    await this.#httpTransfer?.close();
     await this.node.stop();
   }
 }

@@ -122,7 +122,13 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
             seeds,
             history,
           });
-          await app.register(daemonAdminApi, { prefix: '/api/v1', status, explainer, cache: new CacheAdmin(parts.store, config.defaultRegistry) });
+          await app.register(daemonAdminApi, {
+            prefix: '/api/v1',
+            status,
+            explainer,
+            cache: new CacheAdmin(parts.store, config.defaultRegistry),
+            providers: p2p && ((digest, budgetMs) => p2p.providerReport(digest, budgetMs)),
+          });
           if (config.seeds.length && (config.reportIntervalMs ?? 1_000) > 0) {
             reporter = new SeedReporter({
               seeds: config.seeds,

@@ -6,14 +6,14 @@ import {
   type Digest,
   type Logger,
   type OpenOptions,
-  type PeerNode,
   type SourceBody,
 } from '@peerpull/common';
-import { requestBlob } from './blob-protocol.ts';
 import type { PeerRouting } from './peer-routing.ts';
+import { isPeerStall, type PeerTransfer, type PeerTransportName } from './peer-transfer.ts';
 
 export interface PeerBlobSourceOptions {
-  node: PeerNode;
+  /** How bytes move: libp2p streams, or the HTTP data plane. */
+  transfer: PeerTransfer;
   routing: PeerRouting;
   logger: Logger;
   /** Provider lookup budget; a miss moves on to the seed. */
@@ -24,7 +24,7 @@ export interface PeerBlobSourceOptions {
   idleTimeoutMs: number;
   /** How long a peer that sent bad bytes is not asked again. */
   quarantineMs: number;
-  onTransfer?: (outcome: 'ok' | 'busy' | 'stalled' | 'failed' | 'corrupt') => void;
+  onTransfer?: (outcome: 'ok' | 'busy' | 'stalled' | 'failed' | 'corrupt', transport: PeerTransportName) => void;
 }
 
 /**
@@ -39,6 +39,8 @@ export class PeerBlobSource implements BlobSource {
   readonly #busy = new Map<string, number>();
   /** Who sent us bytes of a digest, to blame if they do not verify. */
   readonly #servedBy = new Map<Digest, Set<string>>();
+  /** The transport each peer last served over, to count a corrupt blob under it. */
+  readonly #transportOf = new Map<string, PeerTransportName>();
 
   constructor(opts: PeerBlobSourceOptions) {
     this.#opts = opts;
@@ -58,7 +60,7 @@ export class PeerBlobSource implements BlobSource {
     for (const peer of providers) {
       const id = peer.toString();
       try {
-        const answer = await requestBlob(this.#opts.node, peer, { digest: locator.digest, offset, ...(opts.insist ? { insist: true } : {}) }, {
+        const answer = await this.#opts.transfer.open(peer, { digest: locator.digest, offset, ...(opts.insist ? { insist: true } : {}) }, {
           signal,
           connectTimeoutMs: this.#opts.connectTimeoutMs,
           idleTimeoutMs: this.#opts.idleTimeoutMs,
@@ -67,7 +69,7 @@ export class PeerBlobSource implements BlobSource {
           if (answer.status === 'busy') {
             sawBusy = true;
             this.#busy.set(id, Date.now());
-            this.#opts.onTransfer?.('busy');
+            this.#opts.onTransfer?.('busy', answer.transport);
           }
           opts?.note?.(`peer ${shortPeer(id)} ${answer.status}`);
           continue;
@@ -75,17 +77,19 @@ export class PeerBlobSource implements BlobSource {
         let served = this.#servedBy.get(locator.digest);
         if (!served) this.#servedBy.set(locator.digest, (served = new Set()));
         served.add(id);
+        const transport = answer.transport;
+        this.#transportOf.set(id, transport);
         answer.body.once('error', (err: Error) => {
           this.#failed.set(id, Date.now());
-          this.#opts.onTransfer?.(err.message.startsWith('peer stalled') ? 'stalled' : 'failed');
+          this.#opts.onTransfer?.(isPeerStall(err) ? 'stalled' : 'failed', transport);
         });
-        answer.body.once('end', () => this.#opts.onTransfer?.('ok'));
-        this.#opts.logger.debug({ digest: locator.digest, peer: id, offset, complete: answer.header.complete }, 'fetching from peer');
-        opts?.note?.(`from peer ${shortPeer(id)} (found in ${lookupMs} ms${answer.header.complete ? '' : ', still downloading it'})`);
+        answer.body.once('end', () => this.#opts.onTransfer?.('ok', transport));
+        this.#opts.logger.debug({ digest: locator.digest, peer: id, transport, offset, complete: answer.header.complete }, 'fetching from peer');
+        opts?.note?.(`from peer ${shortPeer(id)} (found in ${lookupMs} ms${transport === 'http' ? ', over HTTP' : ''}${answer.header.complete ? '' : ', still downloading it'})`);
         return { size: answer.header.size ?? undefined, offset, body: answer.body };
       } catch (err) {
         this.#failed.set(id, Date.now());
-        this.#opts.onTransfer?.('failed');
+        this.#opts.onTransfer?.('failed', this.#transportOf.get(id) ?? 'libp2p');
         opts?.note?.(`peer ${shortPeer(id)} failed: ${(err as Error).message}`);
         this.#opts.logger.debug({ digest: locator.digest, peer: id, err: (err as Error).message }, 'peer request failed');
       }
@@ -97,7 +101,7 @@ export class PeerBlobSource implements BlobSource {
   async size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined> {
     for (const peer of await this.#candidates(locator.digest, signal)) {
       try {
-        const answer = await requestBlob(this.#opts.node, peer, { digest: locator.digest, offset: 0, head: true }, {
+        const answer = await this.#opts.transfer.open(peer, { digest: locator.digest, offset: 0, head: true }, {
           signal,
           connectTimeoutMs: this.#opts.connectTimeoutMs,
           idleTimeoutMs: this.#opts.idleTimeoutMs,
@@ -114,7 +118,7 @@ export class PeerBlobSource implements BlobSource {
     const until = Date.now() + this.#opts.quarantineMs;
     for (const peer of this.#servedBy.get(locator.digest) ?? []) {
       this.#quarantined.set(peer, until);
-      this.#opts.onTransfer?.('corrupt');
+      this.#opts.onTransfer?.('corrupt', this.#transportOf.get(peer) ?? 'libp2p');
       this.#opts.logger.warn({ digest: locator.digest, peer, quarantineMs: this.#opts.quarantineMs }, 'peer sent bytes that did not verify: quarantined');
     }
     this.#servedBy.delete(locator.digest);

@@ -7,7 +7,7 @@ import { digestHex, type Digest, type Logger, type MirrorMetrics, type PeerNode 
 const RAW_CODEC = 0x55;
 const SHA2_256 = 0x12;
 const PROVIDE_TIMEOUT_MS = 15_000;
-/** After the first provider turns up, how long to keep collecting more. */
+/** After the first provider turns up from the network, how long to keep collecting more. */
 const MORE_PROVIDERS_GRACE_MS = 20;
 
 /** A blob's DHT key: CIDv1(raw, sha2-256 multihash of the digest's bytes). */
@@ -81,31 +81,66 @@ export class PeerRouting {
   }
 
   async findProvidersOf(cid: CID, budgetMs: number, max = 8, signal?: AbortSignal): Promise<PeerId[]> {
+    return (await this.lookup(cid, budgetMs, max, signal)).providers;
+  }
+
+  /**
+   * Up to `max` providers of a key other than this node, found within `budgetMs`, and how the lookup
+   * went: when the first provider turned up, and whether this node already held its record
+   * (a DHT server keeps the records peers announce to it; then no network round trip is needed).
+   */
+  async lookup(cid: CID, budgetMs: number, max = 8, signal?: AbortSignal): Promise<ProviderLookup> {
     const lookupStarted = performance.now();
     const self = this.#node.peerId;
     const found: PeerId[] = [];
     const seen = new Set<string>();
+    let firstMs: number | null = null;
+    let fromLocalRecord = false;
     const deadline = AbortSignal.timeout(budgetMs);
     // Once one provider is known, wait only briefly for others: a lookup must not cost the whole budget.
     const enough = new AbortController();
     let grace: NodeJS.Timeout | undefined;
     const combined = AbortSignal.any([deadline, enough.signal, ...(signal ? [signal] : [])]);
     try {
-      for await (const provider of this.#node.libp2p.contentRouting.findProviders(cid, { signal: combined })) {
-        const id = provider.id.toString();
-        if (provider.id.equals(self) || seen.has(id)) continue;
-        seen.add(id);
-        if (provider.multiaddrs.length) await this.#node.libp2p.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => undefined);
-        found.push(provider.id);
-        if (found.length >= max) break;
-        grace ??= setTimeout(() => enough.abort(), MORE_PROVIDERS_GRACE_MS);
+      // The DHT's own events (not libp2p's content routing): they say which peer answered, so a record held here is told apart.
+      outer: for await (const event of this.#node.libp2p.services.dht.findProviders(cid, { signal: combined })) {
+        if (event.name !== 'PROVIDER') continue;
+        for (const provider of event.providers) {
+          const id = provider.id.toString();
+          if (provider.id.equals(self) || seen.has(id)) continue;
+          seen.add(id);
+          if (provider.multiaddrs.length) await this.#node.libp2p.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => undefined);
+          found.push(provider.id);
+          if (firstMs === null) {
+            firstMs = performance.now() - lookupStarted;
+            fromLocalRecord = event.from.equals(self);
+          }
+          if (found.length >= max) break outer;
+          grace ??= setTimeout(() => enough.abort(), MORE_PROVIDERS_GRACE_MS);
+        }
+        // Records held here are every provider that announced the key to this node, one of the closest
+        // to it: the network would only repeat them, so waiting the grace for it costs 20 ms for nothing.
+        if (found.length > 0 && event.from.equals(self)) break;
       }
     } catch (err) {
       if (!combined.aborted) this.#logger.debug({ key: cid.toString(), err: (err as Error).message }, 'provider lookup failed');
     } finally {
       clearTimeout(grace);
     }
-    this.#metrics?.peerLookupSeconds.observe({ found: found.length > 0 ? 'true' : 'false' }, (performance.now() - lookupStarted) / 1000);
-    return found;
+    const ms = performance.now() - lookupStarted;
+    this.#metrics?.peerLookupSeconds.observe({ found: found.length > 0 ? 'true' : 'false' }, ms / 1000);
+    return { providers: found, firstMs, ms, fromLocalRecord, budgetExhausted: deadline.aborted && found.length === 0 };
   }
+}
+
+export interface ProviderLookup {
+  providers: PeerId[];
+  /** Milliseconds until the first provider turned up; null when none did. */
+  firstMs: number | null;
+  /** Milliseconds the whole lookup took (first provider + the grace for more, or the budget, or until the DHT query ended). */
+  ms: number;
+  /** The first provider came from a record this node held itself. */
+  fromLocalRecord: boolean;
+  /** Nothing found and the lookup ran out of budget (rather than the DHT query ending). */
+  budgetExhausted: boolean;
 }

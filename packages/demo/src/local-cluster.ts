@@ -222,10 +222,12 @@ export async function readCounters(node: Pick<ClusterNode, 'metricsUrl'>): Promi
     return out;
   };
   const single = (metric: string): number => Number(new RegExp(`^${metric} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  /** Every sample of the metric, whatever its labels. */
+  const total = (metric: string): number => [...text.matchAll(new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
   return {
     fetched: bySource('peerpull_bytes_fetched_total'),
     served: bySource('peerpull_bytes_served_total'),
-    peerUploaded: single('peerpull_peer_bytes_uploaded_total'),
+    peerUploaded: total('peerpull_peer_bytes_uploaded_total'),
     peersConnected: single('peerpull_peers_connected'),
   };
 }

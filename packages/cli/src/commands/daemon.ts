@@ -32,6 +32,8 @@ export async function daemonCommand(argv: string[]): Promise<number> {
         uploadLimit: opts['peer-upload-limit'],
         lookupBudgetMs: opts['peer-lookup-timeout'],
         idleTimeoutMs: opts['peer-idle-timeout'],
+        transport: opts['peer-transport'] as 'libp2p' | 'http',
+        httpListen: opts['peer-http-listen'],
       },
     },
     logger,

@@ -1,0 +1,125 @@
+import type { Readable } from 'node:stream';
+import type { PeerId } from '@libp2p/interface';
+import { isDigest, type BlobResolver, type Digest, type Logger } from '@peerpull/common';
+
+/**
+ * How blob bytes move between nodes, whatever carries them: the requesting side opens a ranged
+ * read of a blob from one peer; the serving side decides what to answer. The libp2p stream
+ * protocol (`blob-protocol.ts`, the default) and the HTTP data plane (`peer-http-transfer.ts`)
+ * both implement it, so quarantine, resume, busy preference and metrics work the same for both.
+ */
+
+export type PeerTransportName = 'libp2p' | 'http';
+
+export interface PeerBlobRequest {
+  digest: Digest;
+  offset: number;
+  /** Size only, no bytes. */
+  head?: boolean;
+  /** Serve even above the upload limit: the requester has been told "busy" everywhere for a while. */
+  insist?: boolean;
+}
+
+export type PeerBlobHeader =
+  | { status: 'ok'; size: number | null; complete: boolean }
+  | { status: 'busy' | 'not-found' | 'bad-request'; message?: string };
+
+export type PeerBlobRefusal = Exclude<PeerBlobHeader, { status: 'ok' }>;
+
+/** An opened read: `body` starts at the requested offset and breaks off if the peer stalls. */
+export interface PeerBlobOpened {
+  header: Extract<PeerBlobHeader, { status: 'ok' }>;
+  body: Readable;
+}
+
+export interface PeerOpenOptions {
+  signal: AbortSignal;
+  /** Deadline to reach the peer and get its answer (the header). */
+  connectTimeoutMs: number;
+  /** The body breaks off after this long without a byte. */
+  idleTimeoutMs: number;
+}
+
+/** The requesting side of one transport. Throws when the peer cannot be reached or misbehaves. */
+export interface PeerTransfer {
+  open(peer: PeerId, request: PeerBlobRequest, opts: PeerOpenOptions): Promise<(PeerBlobOpened | PeerBlobRefusal) & { transport: PeerTransportName }>;
+}
+
+/** A peer sent nothing for the idle deadline (counted as "stalled", not "failed"). */
+export class PeerStalledError extends Error {
+  override name = 'PeerStalledError';
+}
+
+export function isPeerStall(err: Error): boolean {
+  // undici's body timeout is the HTTP transport's idle deadline.
+  return err instanceof PeerStalledError || (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
+}
+
+/** Checks a request that came off the network; throws a message for a bad-request answer. */
+export function parsePeerBlobRequest(raw: unknown): PeerBlobRequest {
+  const r = (raw ?? {}) as Partial<Record<keyof PeerBlobRequest, unknown>>;
+  if (typeof r.digest !== 'string' || !isDigest(r.digest)) throw new Error('invalid digest');
+  if (typeof r.offset !== 'number' || !Number.isSafeInteger(r.offset) || r.offset < 0) throw new Error('invalid offset');
+  return { digest: r.digest, offset: r.offset, head: r.head === true, insist: r.insist === true };
+}
+
+/** Bytes for one requester; `finish` must be called once when the transport is done with them. */
+export interface PeerUpload {
+  header: Extract<PeerBlobHeader, { status: 'ok' }>;
+  /** From the requested offset to the end (following an in-progress blob as it grows). */
+  body: Readable;
+  finish(bytes: number, outcome: 'ok' | 'aborted', err?: Error): void;
+}
+
+export interface PeerBlobServingOptions {
+  blobs: BlobResolver;
+  /** Concurrent uploads before answering "busy", so a burst fans out as a tree. */
+  uploadLimit: number;
+  logger: Logger;
+  onUpload?: (bytes: number, outcome: 'ok' | 'aborted', transport: PeerTransportName) => void;
+}
+
+/**
+ * The serving side, one instance for every transport: what this node answers a peer's request
+ * (only blobs it holds or is downloading; busy beyond the upload limit, counted across transports).
+ */
+export class PeerBlobServing {
+  readonly #opts: PeerBlobServingOptions;
+  #active = 0;
+
+  constructor(opts: PeerBlobServingOptions) {
+    this.#opts = opts;
+  }
+
+  get activeUploads(): number {
+    return this.#active;
+  }
+
+  async answer(request: PeerBlobRequest, peer: string, transport: PeerTransportName): Promise<PeerBlobRefusal | Extract<PeerBlobHeader, { status: 'ok' }> | PeerUpload> {
+    const handle = await this.#opts.blobs.localOrInflight(request.digest);
+    if (!handle) return { status: 'not-found' };
+    const complete = handle.source === 'local';
+    if (request.head) return { status: 'ok', size: handle.size ?? null, complete };
+    if (this.#active >= this.#opts.uploadLimit && !request.insist) return { status: 'busy' };
+    // Still downloading and nothing past the requester's offset yet: in a burst every node announces
+    // a blob as it starts, so two nodes would otherwise stream it from each other and both wait.
+    // Not "busy" (which keeps the requester off the seed): the seed is where these bytes come from.
+    if (!complete && handle.available() <= request.offset) return { status: 'not-found', message: 'no bytes yet' };
+    if (handle.size !== undefined && request.offset > handle.size) return { status: 'bad-request', message: 'offset beyond the end' };
+    this.#active++;
+    let finished = false;
+    return {
+      header: { status: 'ok', size: handle.size ?? null, complete },
+      body: handle.read(request.offset),
+      finish: (bytes, outcome, err) => {
+        if (finished) return;
+        finished = true;
+        this.#active--;
+        this.#opts.onUpload?.(bytes, outcome, transport);
+        const fields = { digest: request.digest, peer, transport, offset: request.offset, bytes };
+        if (outcome === 'ok') this.#opts.logger.debug(fields, 'blob uploaded to peer');
+        else this.#opts.logger.debug({ ...fields, err: err?.message }, 'blob upload to peer aborted');
+      },
+    };
+  }
+}
