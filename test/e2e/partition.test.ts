@@ -90,7 +90,13 @@ test('partition: two groups keep pulling from their own side and the upstream; t
   tb.heal(A, B);
   // Group B rejoins through its bootstrap target, the seed (retried in the background every 15 s).
   await waitFor('group B to reconnect to the seed', async () => (await peersOf(seed)) >= 4, 30_000, 200);
-  // cold-b is only in group B (node-4 fetched it from the upstream; the seed never saw it).
+  // cold-b is only in group B (node-4 fetched it from the upstream; the seed never saw it). The DHT heals:
+  // the nodes that saw peers come back announce their keys again, and node-1 finds B's provider.
+  const coldLayer = images['cold-b'].manifests[0]!.layers.at(-1)!.digest;
+  await waitFor('node-1 to find a provider of cold-b in the healed DHT', async () => {
+    const res = await fetch(`${node1.url}/api/v1/providers?digest=${coldLayer}`, { signal: AbortSignal.timeout(5_000) });
+    return res.ok && ((await res.json()) as { providers: string[] }).providers.length > 0;
+  }, 30_000, 500);
   const healed = await counters();
   tb.resetUpstreamBytes();
   const ms = await pull(node1, 'cold-b');

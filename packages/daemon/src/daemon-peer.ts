@@ -17,6 +17,7 @@ import { PeerManifestSource } from './peer-manifest-source.ts';
 import { PeerRouting, digestToCid } from './peer-routing.ts';
 import { PeerTagSource } from './peer-tag-source.ts';
 import { PeerBlobServing, type PeerTransportName } from './peer-transfer.ts';
+import { watchRejoins } from './rejoin-watch.ts';
 import { seedPeerAddresses } from './seed-peer-discovery.ts';
 
 export interface DaemonPeerConfig {
@@ -69,6 +70,7 @@ export class DaemonPeer {
   readonly #httpTransfer: HttpTransfer | undefined;
   #httpServer: PeerHttpServer | undefined;
   #stopSeedDiscovery: (() => void) | undefined;
+  #stopRejoinWatch: (() => void) | undefined;
 
   private constructor(node: PeerNode, clusterKey: ClusterKey, config: DaemonPeerConfig, logger: Logger, metrics: MirrorMetrics) {
     this.node = node;
@@ -147,6 +149,11 @@ export class DaemonPeer {
     store.on('tag', (key: string) => this.routing.provideTag(key));
     for (const info of store.list()) this.routing.provide(info.digest);
     for (const { key } of await store.listTags()) this.routing.provideTag(key);
+    // After a partition heals, the other side's DHT servers hold none of our records: announce again.
+    this.#stopRejoinWatch = watchRejoins(this.node.libp2p, (peers) => {
+      this.#logger.info({ peers }, 'peers that were gone are back: re-providing');
+      void this.routing.reprovideAll();
+    });
   }
 
   collectMetrics(): void {
@@ -178,6 +185,7 @@ export class DaemonPeer {
 
   async stop(): Promise<void> {
     this.#stopSeedDiscovery?.();
+    this.#stopRejoinWatch?.();
     await this.#httpServer?.close();
     await this.#httpTransfer?.close();
     await this.node.stop();

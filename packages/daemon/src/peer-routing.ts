@@ -27,7 +27,9 @@ export function tagToCid(key: string): CID {
 export class PeerRouting {
   readonly #node: PeerNode;
   readonly #logger: Logger;
-  readonly #provided = new Set<string>();
+  /** Every key this node announces, by id (a digest or `tag:<key>`). */
+  readonly #provided = new Map<string, CID>();
+  #reproviding: Promise<void> | undefined;
   readonly #metrics: MirrorMetrics | undefined;
 
   constructor(node: PeerNode, logger: Logger, metrics?: MirrorMetrics) {
@@ -59,9 +61,28 @@ export class PeerRouting {
     this.#node.libp2p.contentRouting.cancelReprovide(digestToCid(digest), { signal: AbortSignal.timeout(PROVIDE_TIMEOUT_MS) }).catch(() => undefined);
   }
 
+  /**
+   * Announces every key again, a few at a time, in the background: after a network partition
+   * heals, the other side's DHT servers hold none of the records made meanwhile.
+   */
+  reprovideAll(concurrency = 8): Promise<void> {
+    this.#reproviding ??= (async () => {
+      const keys = [...this.#provided.entries()];
+      const started = performance.now();
+      let ok = 0;
+      for (let i = 0; i < keys.length; i += concurrency) {
+        const batch = keys.slice(i, i + concurrency).filter(([id]) => this.#provided.has(id));
+        const results = await Promise.allSettled(batch.map(([, cid]) => this.#node.libp2p.contentRouting.provide(cid, { signal: AbortSignal.timeout(PROVIDE_TIMEOUT_MS) })));
+        ok += results.filter((r) => r.status === 'fulfilled').length;
+      }
+      this.#logger.info({ keys: keys.length, ok, ms: Math.round(performance.now() - started) }, 're-provided every key after rejoining peers');
+    })().finally(() => (this.#reproviding = undefined));
+    return this.#reproviding;
+  }
+
   #provideKey(id: string, cid: CID): void {
     if (this.#provided.has(id)) return;
-    this.#provided.add(id);
+    this.#provided.set(id, cid);
     const started = performance.now();
     this.#node.libp2p.contentRouting.provide(cid, { signal: AbortSignal.timeout(PROVIDE_TIMEOUT_MS) }).then(
       () => {
