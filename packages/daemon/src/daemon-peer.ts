@@ -6,6 +6,7 @@ import {
   type ContentStore,
   type Logger,
   type MirrorMetrics,
+  type PeerLimits,
 } from '@peerpull/common';
 import { BlobServer } from './blob-protocol.ts';
 import { PeerBlobSource } from './peer-blob-source.ts';
@@ -23,6 +24,7 @@ export interface DaemonPeerConfig {
   bootstrapDns: string[];
   allow: string[];
   uploadLimit: number;
+  limits?: Partial<PeerLimits>;
   lookupBudgetMs: number;
   idleTimeoutMs: number;
   seeds: string[];
@@ -75,6 +77,8 @@ export class DaemonPeer {
       bootstrapDns: config.bootstrapDns,
       allow: config.allow,
       allowLoopback: true,
+      ...(config.limits ? { limits: config.limits } : {}),
+      onRefused: (kind) => metrics.peerRefusals.inc({ kind }),
       logger,
     });
     const peer = new DaemonPeer(node, config, logger, metrics);
@@ -110,6 +114,7 @@ export class DaemonPeer {
     this.#metrics.peersQuarantined.set(this.blobSource.quarantinedPeers().length);
     this.#metrics.dhtRoutingTableSize.set(this.node.routingTableSize());
     this.#metrics.advertisedKeys.set(this.routing.providedCount);
+    this.#metrics.dhtProviderRecords.set(this.node.providerRecords);
   }
 
   async stop(): Promise<void> {

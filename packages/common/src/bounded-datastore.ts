@@ -1,0 +1,146 @@
+import { NotFoundError } from '@libp2p/interface';
+import { BaseDatastore } from 'datastore-core/base';
+import { Key, type KeyQuery, type Pair, type Query } from 'interface-datastore';
+
+/** Where kad-dht keeps provider records: `<prefix>/<multihash, base32>/<provider peer id>`. */
+export const PROVIDER_RECORD_PREFIX = '/dht/provider';
+
+export interface ProviderRecordLimits {
+  /** Records one provider (a peer other than this node) may hold here. */
+  perPeer: number;
+  /** Records of all other providers together. */
+  total: number;
+  /** Called for each record refused, with the provider that announced it. */
+  onRefused?: (peer: string, reason: 'per-peer' | 'total') => void;
+}
+
+/**
+ * libp2p's datastore, in memory (as libp2p's default), with a bound on DHT provider records: any
+ * cluster member may send ADD_PROVIDER for as many keys as it likes, and kad-dht stores every one
+ * (it only prunes records older than their validity, hourly). Past a provider's own cap, or the
+ * total, new records are dropped; refreshing a record already held is always accepted, and this
+ * node's own records are never capped (they are bounded by its store).
+ *
+ * Provider records are also indexed by key, so a provider lookup reads that key's records instead
+ * of scanning every record held (the default memory store filters all entries by prefix).
+ */
+export class BoundedDatastore extends BaseDatastore {
+  readonly #limits: ProviderRecordLimits;
+  readonly #other = new Map<string, Uint8Array>();
+  /** `<prefix>/<multihash>` → provider peer id → record. */
+  readonly #providers = new Map<string, Map<string, Uint8Array>>();
+  readonly #perPeer = new Map<string, number>();
+  #othersTotal = 0;
+  #selfTotal = 0;
+  #refused = 0;
+  /** This node's peer id: its own records are not capped. Set once the node exists. */
+  self: string | undefined;
+
+  constructor(limits: ProviderRecordLimits) {
+    super();
+    this.#limits = limits;
+  }
+
+  /** Provider records held, this node's own included. */
+  get providerRecords(): number {
+    return this.#othersTotal + this.#selfTotal;
+  }
+
+  /** Provider records refused since start. */
+  get refusedRecords(): number {
+    return this.#refused;
+  }
+
+  override put(key: Key, val: Uint8Array): Key {
+    const record = parseProviderKey(key.toString());
+    if (!record) {
+      this.#other.set(key.toString(), val);
+      return key;
+    }
+    let byPeer = this.#providers.get(record.cidKey);
+    if (byPeer?.has(record.peer)) {
+      byPeer.set(record.peer, val);
+      return key;
+    }
+    const isSelf = record.peer === this.self;
+    if (!isSelf) {
+      const held = this.#perPeer.get(record.peer) ?? 0;
+      const reason = held >= this.#limits.perPeer ? 'per-peer' : this.#othersTotal >= this.#limits.total ? 'total' : undefined;
+      if (reason) {
+        this.#refused++;
+        this.#limits.onRefused?.(record.peer, reason);
+        return key; // kad-dht sends no answer to ADD_PROVIDER: dropping is invisible to the sender
+      }
+      this.#perPeer.set(record.peer, held + 1);
+      this.#othersTotal++;
+    } else {
+      this.#selfTotal++;
+    }
+    if (!byPeer) this.#providers.set(record.cidKey, (byPeer = new Map()));
+    byPeer.set(record.peer, val);
+    return key;
+  }
+
+  override get(key: Key): Uint8Array {
+    const s = key.toString();
+    const record = parseProviderKey(s);
+    const value = record ? this.#providers.get(record.cidKey)?.get(record.peer) : this.#other.get(s);
+    if (value === undefined) throw new NotFoundError();
+    return value;
+  }
+
+  override has(key: Key): boolean {
+    const s = key.toString();
+    const record = parseProviderKey(s);
+    return record ? (this.#providers.get(record.cidKey)?.has(record.peer) ?? false) : this.#other.has(s);
+  }
+
+  override delete(key: Key): void {
+    const s = key.toString();
+    const record = parseProviderKey(s);
+    if (!record) {
+      this.#other.delete(s);
+      return;
+    }
+    const byPeer = this.#providers.get(record.cidKey);
+    if (!byPeer?.delete(record.peer)) return;
+    if (byPeer.size === 0) this.#providers.delete(record.cidKey);
+    if (record.peer === this.self) {
+      this.#selfTotal--;
+      return;
+    }
+    this.#othersTotal--;
+    const held = (this.#perPeer.get(record.peer) ?? 1) - 1;
+    if (held > 0) this.#perPeer.set(record.peer, held);
+    else this.#perPeer.delete(record.peer);
+  }
+
+  override *_all(q: Query): Generator<Pair> {
+    for (const [key, value] of this.#entries(q.prefix)) yield { key: new Key(key), value };
+  }
+
+  override *_allKeys(q: KeyQuery): Generator<Key> {
+    for (const [key] of this.#entries(q.prefix)) yield new Key(key);
+  }
+
+  /** Entries that may match `prefix` (the base class then filters them exactly). */
+  *#entries(prefix: string | undefined): Generator<[string, Uint8Array]> {
+    // One key's providers, `<prefix>/<multihash>` (kad-dht's getProviders): read from the index.
+    const rest = prefix?.startsWith(`${PROVIDER_RECORD_PREFIX}/`) ? prefix.slice(PROVIDER_RECORD_PREFIX.length + 1) : '';
+    if (rest.length > 0 && !rest.includes('/')) {
+      for (const [peer, value] of this.#providers.get(prefix as string) ?? []) yield [`${prefix}/${peer}`, value];
+      return;
+    }
+    yield* this.#other;
+    if (prefix === undefined || prefix.startsWith(PROVIDER_RECORD_PREFIX) || PROVIDER_RECORD_PREFIX.startsWith(prefix)) {
+      for (const [cidKey, byPeer] of this.#providers) for (const [peer, value] of byPeer) yield [`${cidKey}/${peer}`, value];
+    }
+  }
+}
+
+function parseProviderKey(key: string): { cidKey: string; peer: string } | undefined {
+  if (!key.startsWith(`${PROVIDER_RECORD_PREFIX}/`)) return undefined;
+  const slash = key.lastIndexOf('/');
+  if (slash <= PROVIDER_RECORD_PREFIX.length) return undefined; // `<prefix>/<multihash>` alone: not a record
+  return { cidKey: key.slice(0, slash), peer: key.slice(slash + 1) };
+}
