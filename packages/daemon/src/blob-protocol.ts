@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
 import { isDigest, type BlobResolver, type Digest, type Logger, type PeerNode, type TagRecord } from '@peerpull/common';
+import { UploadSlots } from './upload-slots.ts';
 
 /** Blob transfer between cluster nodes: request = digest + offset; response = status + size + bytes. */
 export const BLOB_PROTOCOL = '/peerpull/blob/1.0.0';
@@ -71,6 +72,8 @@ export interface BlobServerOptions {
   tagLookup: (key: string) => Promise<TagRecord | undefined>;
   /** Concurrent uploads before answering "busy", so a burst fans out as a tree. */
   uploadLimit: number;
+  /** Concurrent uploads to one peer, insisting or not (default: no cap beyond `uploadLimit`). */
+  uploadLimitPerPeer?: number;
   logger: Logger;
   onUpload?: (bytes: number, outcome: 'ok' | 'aborted') => void;
 }
@@ -78,14 +81,15 @@ export interface BlobServerOptions {
 /** Serves blobs this node holds or is still downloading (following the file as it grows). */
 export class BlobServer {
   readonly #opts: BlobServerOptions;
-  #active = 0;
+  readonly #slots: UploadSlots;
 
   constructor(opts: BlobServerOptions) {
     this.#opts = opts;
+    this.#slots = new UploadSlots({ total: opts.uploadLimit, perPeer: opts.uploadLimitPerPeer ?? opts.uploadLimit });
   }
 
   get activeUploads(): number {
-    return this.#active;
+    return this.#slots.active;
   }
 
   async start(): Promise<void> {
@@ -122,7 +126,14 @@ export class BlobServer {
       await this.#reply(stream, { status: 'ok', size: handle.size ?? null, complete });
       return;
     }
-    if (this.#active >= this.#opts.uploadLimit && !request.insist) {
+    const refusal = this.#slots.refusal(peer, request.insist === true);
+    if (refusal === 'peer-limit') {
+      this.#opts.node.refusals.note('uploads', peer, { limit: this.#slots.perPeerLimit });
+      // Insisting means it was told "busy" everywhere: "not found" sends it on to the seed instead.
+      await this.#reply(stream, request.insist ? { status: 'not-found', message: 'per-peer upload limit' } : { status: 'busy' });
+      return;
+    }
+    if (refusal === 'busy') {
       await this.#reply(stream, { status: 'busy' });
       return;
     }
@@ -137,7 +148,7 @@ export class BlobServer {
       await this.#reply(stream, { status: 'bad-request', message: 'offset beyond the end' });
       return;
     }
-    this.#active++;
+    const release = this.#slots.take(peer);
     let sent = 0;
     try {
       stream.send(encodeLine({ status: 'ok', size: handle.size ?? null, complete }));
@@ -153,7 +164,7 @@ export class BlobServer {
       this.#opts.onUpload?.(sent, 'aborted');
       this.#opts.logger.debug({ digest: request.digest, peer, bytes: sent, err: (err as Error).message }, 'blob upload to peer aborted');
     } finally {
-      this.#active--;
+      release();
     }
   }
 

@@ -12,6 +12,11 @@ export const DAEMON_OPTIONS = {
   ...MIRROR_OPTIONS,
   ...peerOptions(5070),
   'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
+  'peer-upload-limit-per-peer': {
+    type: 'integer',
+    description: 'Concurrent uploads to one node, even when it insists past "busy" (one pull fetches 3 blobs at once)',
+    default: 3,
+  },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
   'peer-idle-timeout': { type: 'duration', description: 'A peer that sends no bytes for this long is dropped and the transfer resumes elsewhere', default: '3s' },
   'node-name': { type: 'string', description: 'This node\'s name in the seed\'s pull log and dashboard (Kubernetes: the node name from the downward API; default: the host name)', placeholder: 'NAME' },

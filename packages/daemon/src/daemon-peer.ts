@@ -24,6 +24,7 @@ export interface DaemonPeerConfig {
   bootstrapDns: string[];
   allow: string[];
   uploadLimit: number;
+  uploadLimitPerPeer: number;
   limits?: Partial<PeerLimits>;
   lookupBudgetMs: number;
   idleTimeoutMs: number;
@@ -43,6 +44,7 @@ export class DaemonPeer {
   readonly #logger: Logger;
   readonly #metrics: MirrorMetrics;
   readonly #uploadLimit: number;
+  readonly #uploadLimitPerPeer: number;
   #server: BlobServer | undefined;
   #stopSeedDiscovery: (() => void) | undefined;
 
@@ -51,6 +53,7 @@ export class DaemonPeer {
     this.#logger = logger;
     this.#metrics = metrics;
     this.#uploadLimit = config.uploadLimit;
+    this.#uploadLimitPerPeer = config.uploadLimitPerPeer;
     this.routing = new PeerRouting(node, logger, metrics);
     this.blobSource = new PeerBlobSource({
       node,
@@ -93,6 +96,7 @@ export class DaemonPeer {
       blobs,
       tagLookup: (key) => store.getTag(key),
       uploadLimit: this.#uploadLimit,
+      uploadLimitPerPeer: this.#uploadLimitPerPeer,
       logger: this.#logger,
       onUpload: (bytes, outcome) => {
         this.#metrics.peerBytesUploaded.inc(bytes);
