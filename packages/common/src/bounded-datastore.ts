@@ -1,4 +1,5 @@
-import { NotFoundError } from '@libp2p/interface';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NotFoundError, type AbortOptions } from '@libp2p/interface';
 import { BaseDatastore } from 'datastore-core/base';
 import { Key, type KeyQuery, type Pair, type Query } from 'interface-datastore';
 
@@ -10,6 +11,8 @@ export interface ProviderRecordLimits {
   perPeer: number;
   /** Records of all other providers together. */
   total: number;
+  /** Records (new or refreshed) taken from one provider per second; faster senders are made to wait. */
+  perPeerPerSecond: number;
   /** Called for each record refused, with the provider that announced it. */
   onRefused?: (peer: string, reason: 'per-peer' | 'total') => void;
 }
@@ -21,6 +24,11 @@ export interface ProviderRecordLimits {
  * total, new records are dropped; refreshing a record already held is always accepted, and this
  * node's own records are never capped (they are bounded by its store).
  *
+ * Each provider's records are also paced to `perPeerPerSecond`: storing one waits for its turn,
+ * which holds up kad-dht's reading of that peer's stream (so the sender is slowed by backpressure)
+ * and bounds the CPU a flood of ADD_PROVIDER can take; records are taken in bursts of up to one
+ * second's worth.
+ *
  * Provider records are also indexed by key, so a provider lookup reads that key's records instead
  * of scanning every record held (the default memory store filters all entries by prefix).
  */
@@ -30,6 +38,8 @@ export class BoundedDatastore extends BaseDatastore {
   /** `<prefix>/<multihash>` → provider peer id → record. */
   readonly #providers = new Map<string, Map<string, Uint8Array>>();
   readonly #perPeer = new Map<string, number>();
+  /** Provider → when its next record may be taken without waiting (GCRA), in ms since start. */
+  readonly #nextTurn = new Map<string, number>();
   #othersTotal = 0;
   #selfTotal = 0;
   #refused = 0;
@@ -51,12 +61,13 @@ export class BoundedDatastore extends BaseDatastore {
     return this.#refused;
   }
 
-  override put(key: Key, val: Uint8Array): Key {
+  override async put(key: Key, val: Uint8Array, options?: AbortOptions): Promise<Key> {
     const record = parseProviderKey(key.toString());
     if (!record) {
       this.#other.set(key.toString(), val);
       return key;
     }
+    if (record.peer !== this.self) await this.#turn(record.peer, options?.signal);
     let byPeer = this.#providers.get(record.cidKey);
     if (byPeer?.has(record.peer)) {
       byPeer.set(record.peer, val);
@@ -79,6 +90,19 @@ export class BoundedDatastore extends BaseDatastore {
     if (!byPeer) this.#providers.set(record.cidKey, (byPeer = new Map()));
     byPeer.set(record.peer, val);
     return key;
+  }
+
+  /** Waits until `peer` may store another record: one per 1/rate s, after a burst of one second's worth. */
+  async #turn(peer: string, signal: AbortSignal | undefined): Promise<void> {
+    const interval = 1000 / this.#limits.perPeerPerSecond;
+    const now = performance.now();
+    if (this.#nextTurn.size > 10_000) {
+      for (const [p, at] of this.#nextTurn) if (at < now) this.#nextTurn.delete(p); // idle senders: forget them
+    }
+    const at = Math.max(this.#nextTurn.get(peer) ?? now, now);
+    this.#nextTurn.set(peer, at + interval);
+    const wait = at - now - 1000; // up to one second ahead is the burst
+    if (wait > 0) await sleep(wait, undefined, signal ? { signal } : {});
   }
 
   override get(key: Key): Uint8Array {

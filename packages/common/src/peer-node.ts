@@ -34,6 +34,8 @@ export interface PeerLimits {
   /** Provider records kept from one other peer, and from all others together. */
   providerRecordsPerPeer: number;
   providerRecords: number;
+  /** Provider records (new or refreshed) taken from one peer per second; a faster sender waits. */
+  providerRecordsPerPeerPerSecond: number;
 }
 
 export const DEFAULT_PEER_LIMITS: PeerLimits = {
@@ -42,6 +44,7 @@ export const DEFAULT_PEER_LIMITS: PeerLimits = {
   connectionsPerHostPerSecond: 5,
   providerRecordsPerPeer: 20_000,
   providerRecords: 200_000,
+  providerRecordsPerPeerPerSecond: 500,
 };
 
 /**
@@ -108,6 +111,7 @@ export class PeerNode {
     const datastore = new BoundedDatastore({
       perPeer: limits.providerRecordsPerPeer,
       total: limits.providerRecords,
+      perPeerPerSecond: limits.providerRecordsPerPeerPerSecond,
       onRefused: (peer, reason) => refusals.note('provider-records', peer, { reason, limit: reason === 'per-peer' ? limits.providerRecordsPerPeer : limits.providerRecords }),
     });
     let libp2p: PeerLibp2p | undefined;

@@ -24,5 +24,10 @@ export function peerOptions(defaultPort: number) {
       description: 'DHT provider records kept from one node (it announces one per blob and tag it holds); more are dropped',
       default: DEFAULT_PEER_LIMITS.providerRecordsPerPeer,
     },
+    'dht-provider-record-rate': {
+      type: 'integer',
+      description: 'DHT provider records taken from one node per second (after a burst of one second\'s worth); a faster sender is made to wait',
+      default: DEFAULT_PEER_LIMITS.providerRecordsPerPeerPerSecond,
+    },
   } as const satisfies OptionSpecs;
 }

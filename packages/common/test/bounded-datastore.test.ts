@@ -75,32 +75,44 @@ describe('BoundedDatastore', () => {
 
   test('caps each other peer and all of them together; refreshes, own records and deletes are handled', async () => {
     const reasons: string[] = [];
-    const store = new BoundedDatastore({ perPeer: 2, total: 3, onRefused: (_peer, reason) => reasons.push(reason) });
+    const store = new BoundedDatastore({ perPeer: 2, total: 3, perPeerPerSecond: 1_000, onRefused: (_peer, reason) => reasons.push(reason) });
     store.self = 'SELF';
-    store.put(record('A', 'p1'), value);
-    store.put(record('B', 'p1'), value);
-    store.put(record('C', 'p1'), value); // third from p1: over its cap
+    await store.put(record('A', 'p1'), value);
+    await store.put(record('B', 'p1'), value);
+    await store.put(record('C', 'p1'), value); // third from p1: over its cap
     assert.deepEqual(reasons, ['per-peer']);
-    store.put(record('A', 'p1'), Uint8Array.of(9)); // a refresh of a record held
+    await store.put(record('A', 'p1'), Uint8Array.of(9)); // a refresh of a record held
     assert.deepEqual(store.get(record('A', 'p1')), Uint8Array.of(9));
-    store.put(record('A', 'p2'), value);
-    store.put(record('B', 'p2'), value); // fourth in total: over the total
+    await store.put(record('A', 'p2'), value);
+    await store.put(record('B', 'p2'), value); // fourth in total: over the total
     assert.deepEqual(reasons, ['per-peer', 'total']);
-    for (let i = 0; i < 5; i++) store.put(record(`own${i}`, 'SELF'), value);
+    for (let i = 0; i < 5; i++) await store.put(record(`own${i}`, 'SELF'), value);
     assert.equal(store.providerRecords, 8, 'own records are not capped');
     assert.equal(store.refusedRecords, 2);
     store.delete(record('A', 'p1'));
-    store.put(record('C', 'p1'), value);
+    await store.put(record('C', 'p1'), value);
     assert.equal(store.has(record('C', 'p1')), true, 'a delete frees a slot');
     assert.equal(store.has(record('B', 'p2')), false);
   });
 
+  test('a provider faster than its rate waits (after a one-second burst); another provider does not wait for it', async () => {
+    const store = new BoundedDatastore({ perPeer: 1_000, total: 1_000, perPeerPerSecond: 100 });
+    const started = performance.now();
+    const fast = Promise.all(Array.from({ length: 150 }, (_, i) => store.put(record(`k${i}`, 'fast'), value))).then(() => performance.now() - started);
+    await store.put(record('x', 'other'), value);
+    const otherMs = performance.now() - started;
+    const fastMs = await fast;
+    assert.ok(fastMs >= 400 && fastMs < 2_000, `150 records at 100/s after a burst of 100: about 0.5 s (${fastMs.toFixed(0)} ms)`);
+    assert.ok(otherMs < 100, `the other provider was not held up (${otherMs.toFixed(0)} ms)`);
+    assert.equal(store.providerRecords, 151);
+  });
+
   test('queries: one key\'s providers from the index, every record for a scan, other keys kept apart', async () => {
-    const store = new BoundedDatastore({ perPeer: 10, total: 10 });
-    store.put(record('A', 'p1'), value);
-    store.put(record('A', 'p2'), value);
-    store.put(record('AB', 'p3'), value);
-    store.put(new Key('/peers/xyz'), value);
+    const store = new BoundedDatastore({ perPeer: 10, total: 10, perPeerPerSecond: 1_000 });
+    await store.put(record('A', 'p1'), value);
+    await store.put(record('A', 'p2'), value);
+    await store.put(record('AB', 'p3'), value);
+    await store.put(new Key('/peers/xyz'), value);
     const keys = async (q: { prefix?: string }): Promise<string[]> => {
       const out: string[] = [];
       for await (const { key } of store.query(q)) out.push(key.toString());

@@ -48,6 +48,7 @@ export function peerConfig(opts: {
   'p2p-connection-rate': number;
   'dht-provider-records': number;
   'dht-provider-records-per-peer': number;
+  'dht-provider-record-rate': number;
 }): { clusterKeyFile: string; listen: string[]; announce: string[]; bootstrap: string[]; bootstrapDns: string[]; allow: string[]; limits: PeerLimits } | undefined {
   const clusterKeyFile = opts['cluster-key-file'];
   if (!clusterKeyFile) return undefined;
@@ -64,6 +65,7 @@ export function peerConfig(opts: {
       connectionsPerHostPerSecond: opts['p2p-connection-rate'],
       providerRecords: opts['dht-provider-records'],
       providerRecordsPerPeer: opts['dht-provider-records-per-peer'],
+      providerRecordsPerPeerPerSecond: opts['dht-provider-record-rate'],
     },
   };
 }
