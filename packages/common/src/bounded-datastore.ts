@@ -3,6 +3,9 @@ import { NotFoundError, type AbortOptions } from '@libp2p/interface';
 import { BaseDatastore } from 'datastore-core/base';
 import { Key, type KeyQuery, type Pair, type Query } from 'interface-datastore';
 
+/** How far ahead of its pace a provider may be before it waits: a short burst, so a flood does not arrive as one CPU spike. */
+const BURST_MS = 100;
+
 /** Where kad-dht keeps provider records: `<prefix>/<multihash, base32>/<provider peer id>`. */
 export const PROVIDER_RECORD_PREFIX = '/dht/provider';
 
@@ -24,10 +27,10 @@ export interface ProviderRecordLimits {
  * total, new records are dropped; refreshing a record already held is always accepted, and this
  * node's own records are never capped (they are bounded by its store).
  *
- * Each provider's records are also paced to `perPeerPerSecond`: storing one waits for its turn,
- * which holds up kad-dht's reading of that peer's stream (so the sender is slowed by backpressure)
- * and bounds the CPU a flood of ADD_PROVIDER can take; records are taken in bursts of up to one
- * second's worth.
+ * Each provider's records are also paced to `perPeerPerSecond` (after a burst of BURST_MS worth):
+ * storing one waits for its turn, which holds up kad-dht's reading of that peer's stream, and so
+ * bounds the CPU a flood of ADD_PROVIDER can take. What the sender writes meanwhile waits in
+ * libp2p's buffer for the stream, which resets the stream past 4 MiB.
  *
  * Provider records are also indexed by key, so a provider lookup reads that key's records instead
  * of scanning every record held (the default memory store filters all entries by prefix).
@@ -92,7 +95,7 @@ export class BoundedDatastore extends BaseDatastore {
     return key;
   }
 
-  /** Waits until `peer` may store another record: one per 1/rate s, after a burst of one second's worth. */
+  /** Waits until `peer` may store another record: one per 1/rate s, after a burst of BURST_MS worth. */
   async #turn(peer: string, signal: AbortSignal | undefined): Promise<void> {
     const interval = 1000 / this.#limits.perPeerPerSecond;
     const now = performance.now();
@@ -101,7 +104,7 @@ export class BoundedDatastore extends BaseDatastore {
     }
     const at = Math.max(this.#nextTurn.get(peer) ?? now, now);
     this.#nextTurn.set(peer, at + interval);
-    const wait = at - now - 1000; // up to one second ahead is the burst
+    const wait = at - now - BURST_MS; // up to BURST_MS ahead is the burst
     if (wait > 0) await sleep(wait, undefined, signal ? { signal } : {});
   }
 

@@ -26,7 +26,7 @@ export function peerOptions(defaultPort: number) {
     },
     'dht-provider-record-rate': {
       type: 'integer',
-      description: 'DHT provider records taken from one node per second (after a burst of one second\'s worth); a faster sender is made to wait',
+      description: 'DHT provider records taken from one node per second; a faster sender is made to wait',
       default: DEFAULT_PEER_LIMITS.providerRecordsPerPeerPerSecond,
     },
   } as const satisfies OptionSpecs;

@@ -95,14 +95,14 @@ describe('BoundedDatastore', () => {
     assert.equal(store.has(record('B', 'p2')), false);
   });
 
-  test('a provider faster than its rate waits (after a one-second burst); another provider does not wait for it', async () => {
+  test('a provider faster than its rate waits (after a short burst); another provider does not wait for it', async () => {
     const store = new BoundedDatastore({ perPeer: 1_000, total: 1_000, perPeerPerSecond: 100 });
     const started = performance.now();
     const fast = Promise.all(Array.from({ length: 150 }, (_, i) => store.put(record(`k${i}`, 'fast'), value))).then(() => performance.now() - started);
     await store.put(record('x', 'other'), value);
     const otherMs = performance.now() - started;
     const fastMs = await fast;
-    assert.ok(fastMs >= 400 && fastMs < 2_000, `150 records at 100/s after a burst of 100: about 0.5 s (${fastMs.toFixed(0)} ms)`);
+    assert.ok(fastMs >= 1_300 && fastMs < 3_000, `150 records at 100/s after a burst of 10: about 1.4 s (${fastMs.toFixed(0)} ms)`);
     assert.ok(otherMs < 100, `the other provider was not held up (${otherMs.toFixed(0)} ms)`);
     assert.equal(store.providerRecords, 151);
   });
