@@ -114,6 +114,7 @@ export class PeerNode {
       perPeerPerSecond: limits.providerRecordsPerPeerPerSecond,
       onRefused: (peer, reason) => refusals.note('provider-records', peer, { reason, limit: reason === 'per-peer' ? limits.providerRecordsPerPeer : limits.providerRecords }),
     });
+    // The gater below counts the connections of the node it belongs to, which exists only once created.
     let libp2p: PeerLibp2p | undefined;
     libp2p = (await createLibp2p({
       privateKey,
