@@ -31,6 +31,8 @@ export * from './manifest-references.ts';
 export * from './mirror-service.ts';
 export * from './cluster-key.ts';
 export * from './peer-identity.ts';
+export * from './bounded-datastore.ts';
+export * from './peer-refusals.ts';
 export * from './peer-node.ts';
 export * from './peer-options.ts';
 export * from './version.ts';

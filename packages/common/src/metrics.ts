@@ -28,6 +28,8 @@ export class MirrorMetrics {
   readonly tagResolutions: Counter<'outcome'>;
   readonly dhtRoutingTableSize: Gauge;
   readonly advertisedKeys: Gauge;
+  readonly dhtProviderRecords: Gauge;
+  readonly peerRefusals: Counter<'kind'>;
   readonly peerProvideSeconds: Histogram<'result'>;
   readonly pullReports: Counter<'outcome'>;
   readonly ready: Gauge;
@@ -121,6 +123,17 @@ export class MirrorMetrics {
     });
     this.dhtRoutingTableSize = new Gauge({ name: `${prefix}_dht_routing_table_size`, help: 'Peers in the kad-dht routing table', registers: [this.registry] });
     this.advertisedKeys = new Gauge({ name: `${prefix}_advertised_keys`, help: 'Blob digests and tags this node provides in the DHT (Spegel: spegel_advertised_keys)', registers: [this.registry] });
+    this.dhtProviderRecords = new Gauge({
+      name: `${prefix}_dht_provider_records`,
+      help: 'DHT provider records this node holds, its own included (bounded by --dht-provider-records)',
+      registers: [this.registry],
+    });
+    this.peerRefusals = new Counter({
+      name: `${prefix}_peer_refusals_total`,
+      help: 'What peers were refused for going over a limit, by kind (provider-records/connections/uploads)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
     this.peerProvideSeconds = new Histogram({
       name: `${prefix}_peer_provide_seconds`,
       help: 'Time to announce a key in the DHT, by result (ok/failed)',

@@ -8,22 +8,55 @@ import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
+import { BoundedDatastore } from './bounded-datastore.ts';
 import type { ClusterKey } from './cluster-key.ts';
 import type { Logger } from './logger.ts';
+import { PeerRefusals, type PeerRefusalKind } from './peer-refusals.ts';
 import { loadOrCreatePeerKey } from './peer-identity.ts';
 
 export const DHT_PROTOCOL = '/peerpull/kad/1.0.0';
 
-/** Private, loopback and CGNAT ranges: a cluster's nodes talk over these, exempt from inbound rate limits. */
-export const DEFAULT_PEER_ALLOW = [
-  '/ip4/10.0.0.0/ipcidr/8',
-  '/ip4/172.16.0.0/ipcidr/12',
-  '/ip4/192.168.0.0/ipcidr/16',
-  '/ip4/100.64.0.0/ipcidr/10',
-  '/ip4/127.0.0.0/ipcidr/8',
-  '/ip6/fc00::/ipcidr/7',
-  '/ip6/::1/ipcidr/128',
-];
+/**
+ * Loopback only: many nodes of one machine (tests, the demo) share 127.0.0.1 and would hit the
+ * per-address limits. Cluster nodes each have their own address, so the limits apply to them: an
+ * allowed range is exempt from every connection limit, a misbehaving member in it included.
+ */
+export const DEFAULT_PEER_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'];
+
+/** What one peer (or all of them) may take of this node: connections and DHT provider records. */
+export interface PeerLimits {
+  /** Connections before libp2p prunes the least useful ones (allowed ranges are never pruned). */
+  maxConnections: number;
+  /** Inbound connections still in their handshake at once; more are refused. */
+  maxPendingConnections: number;
+  /** New inbound connections per second from one address. */
+  connectionsPerHostPerSecond: number;
+  /** Provider records kept from one other peer, and from all others together. */
+  providerRecordsPerPeer: number;
+  providerRecords: number;
+  /** Provider records (new or refreshed) taken from one peer per second; a faster sender waits. */
+  providerRecordsPerPeerPerSecond: number;
+}
+
+export const DEFAULT_PEER_LIMITS: PeerLimits = {
+  maxConnections: 300,
+  maxPendingConnections: 32,
+  connectionsPerHostPerSecond: 5,
+  // About 450 bytes of heap a record: 100,000 is at most ~45 MiB. A node announces one record per blob,
+  // manifest and tag it holds: 10,000 is more than a 20 GiB cache of container images usually holds.
+  providerRecordsPerPeer: 10_000,
+  providerRecords: 100_000,
+  providerRecordsPerPeerPerSecond: 500,
+};
+
+/**
+ * Connections one peer id may hold to this node (two nodes dialing each other at once make two).
+ * Applies in allowed ranges too: one member opening connection after connection is refused.
+ */
+export const MAX_CONNECTIONS_PER_PEER = 4;
+
+/** Streams one connection may have open at once, all protocols (yamux's default is 1,000). */
+const MAX_STREAMS_PER_CONNECTION = 256;
 
 export interface PeerNodeConfig {
   /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/5070`. */
@@ -40,6 +73,10 @@ export interface PeerNodeConfig {
   allow: string[];
   /** Keep loopback addresses in DHT records (single-machine clusters and tests). */
   allowLoopback?: boolean;
+  /** Defaults: DEFAULT_PEER_LIMITS. */
+  limits?: Partial<PeerLimits>;
+  /** Called for each thing refused to a peer because of a limit (for a metric). */
+  onRefused?: (kind: PeerRefusalKind) => void;
   logger: Logger;
 }
 
@@ -55,24 +92,53 @@ const DEFAULT_P2P_PORT = 5070;
 export class PeerNode {
   readonly libp2p: PeerLibp2p;
   readonly #config: PeerNodeConfig;
+  readonly #datastore: BoundedDatastore;
+  /** Limits hit by peers: counted, and logged once per peer and kind. */
+  readonly refusals: PeerRefusals;
   readonly #dynamicTargets = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  private constructor(libp2p: PeerLibp2p, config: PeerNodeConfig) {
+  private constructor(libp2p: PeerLibp2p, config: PeerNodeConfig, datastore: BoundedDatastore, refusals: PeerRefusals) {
     this.libp2p = libp2p;
     this.#config = config;
+    this.#datastore = datastore;
+    this.refusals = refusals;
   }
 
   static async start(config: PeerNodeConfig): Promise<PeerNode> {
+    const limits = { ...DEFAULT_PEER_LIMITS, ...config.limits };
     const privateKey = await loadOrCreatePeerKey(config.dataDir);
-    const libp2p = (await createLibp2p({
+    const refusals = new PeerRefusals(config.logger, config.onRefused);
+    const datastore = new BoundedDatastore({
+      perPeer: limits.providerRecordsPerPeer,
+      total: limits.providerRecords,
+      perPeerPerSecond: limits.providerRecordsPerPeerPerSecond,
+      onRefused: (peer, reason) => refusals.note('provider-records', peer, { reason, limit: reason === 'per-peer' ? limits.providerRecordsPerPeer : limits.providerRecords }),
+    });
+    // The gater below counts the connections of the node it belongs to, which exists only once created.
+    let libp2p: PeerLibp2p | undefined;
+    libp2p = (await createLibp2p({
       privateKey,
+      datastore,
       addresses: { listen: config.listen, ...(config.announce?.length ? { announce: config.announce } : {}) },
       transports: [tcp()],
       connectionEncrypters: [noise({ prologueBytes: config.clusterKey.noisePrologue() })],
-      streamMuxers: [yamux()],
-      connectionManager: { allow: config.allow, maxConnections: 300 },
+      streamMuxers: [yamux({ maxInboundStreams: MAX_STREAMS_PER_CONNECTION })],
+      connectionManager: {
+        allow: config.allow,
+        maxConnections: limits.maxConnections,
+        maxIncomingPendingConnections: limits.maxPendingConnections,
+        inboundConnectionThreshold: limits.connectionsPerHostPerSecond,
+      },
+      connectionGater: {
+        denyInboundEncryptedConnection: (peer) => {
+          const held = libp2p?.getConnections(peer).length ?? 0;
+          if (held < MAX_CONNECTIONS_PER_PEER) return false;
+          refusals.note('connections', peer.toString(), { limit: MAX_CONNECTIONS_PER_PEER });
+          return true;
+        },
+      },
       services: {
         identify: identify(),
         ping: ping(),
@@ -83,17 +149,26 @@ export class PeerNode {
           peerInfoMapper: config.allowLoopback ? passthroughMapper : removePublicAddressesMapper,
           initialQuerySelfInterval: 50,
           allowQueryWithZeroPeers: true,
+          // kad-dht's defaults, stated: per connection, so a peer's DHT streams are bounded like its blob streams.
+          maxInboundStreams: 32,
+          maxOutboundStreams: 64,
         }),
       },
     })) as PeerLibp2p;
-    const node = new PeerNode(libp2p, config);
+    datastore.self = libp2p.peerId.toString();
+    const node = new PeerNode(libp2p, config, datastore, refusals);
     libp2p.addEventListener('peer:connect', (event) => config.logger.debug({ peer: event.detail.toString() }, 'peer connected'));
     config.logger.info(
-      { peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String), cluster: config.clusterKey.fingerprint() },
+      { peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String), cluster: config.clusterKey.fingerprint(), limits },
       'p2p node started',
     );
     node.#schedule(0);
     return node;
+  }
+
+  /** DHT provider records this node holds (its own included). */
+  get providerRecords(): number {
+    return this.#datastore.providerRecords;
   }
 
   get peerId(): PeerId {

@@ -1,5 +1,5 @@
 import type { OptionSpecs } from './options.ts';
-import { DEFAULT_PEER_ALLOW } from './peer-node.ts';
+import { DEFAULT_PEER_ALLOW, DEFAULT_PEER_LIMITS } from './peer-node.ts';
 
 /** The libp2p options the daemon and the seed share. */
 export function peerOptions(defaultPort: number) {
@@ -9,6 +9,25 @@ export function peerOptions(defaultPort: number) {
     'p2p-announce': { type: 'list', description: 'Multiaddr to announce to peers instead of the listen addresses (e.g. the pod IP)', default: [], placeholder: 'MULTIADDR' },
     bootstrap: { type: 'list', description: 'Static bootstrap peer multiaddr (/p2p/<id> optional)', default: [], placeholder: 'MULTIADDR' },
     'bootstrap-dns': { type: 'list', description: 'DNS name resolving to peers, e.g. a headless Service', default: [], placeholder: `HOST[:PORT]` },
-    'p2p-allow': { type: 'list', description: 'Address ranges exempt from inbound connection limits (the cluster network)', default: DEFAULT_PEER_ALLOW, placeholder: 'MULTIADDR' },
+    'p2p-allow': {
+      type: 'list',
+      description: 'Address ranges exempt from every inbound connection limit (several nodes behind one address, e.g. on one machine)',
+      default: DEFAULT_PEER_ALLOW,
+      placeholder: 'MULTIADDR',
+    },
+    'p2p-max-connections': { type: 'integer', description: 'libp2p connections before the least useful are closed (--p2p-allow ranges are never closed)', default: DEFAULT_PEER_LIMITS.maxConnections },
+    'p2p-max-pending-connections': { type: 'integer', description: 'Inbound connections still in their handshake at once; more are refused', default: DEFAULT_PEER_LIMITS.maxPendingConnections },
+    'p2p-connection-rate': { type: 'integer', description: 'New inbound connections per second accepted from one address', default: DEFAULT_PEER_LIMITS.connectionsPerHostPerSecond },
+    'dht-provider-records': { type: 'integer', description: 'DHT provider records kept from other nodes in total; more are dropped', default: DEFAULT_PEER_LIMITS.providerRecords },
+    'dht-provider-records-per-peer': {
+      type: 'integer',
+      description: 'DHT provider records kept from one node (it announces one per blob and tag it holds); more are dropped',
+      default: DEFAULT_PEER_LIMITS.providerRecordsPerPeer,
+    },
+    'dht-provider-record-rate': {
+      type: 'integer',
+      description: 'DHT provider records taken from one node per second; a faster sender is made to wait',
+      default: DEFAULT_PEER_LIMITS.providerRecordsPerPeerPerSecond,
+    },
   } as const satisfies OptionSpecs;
 }

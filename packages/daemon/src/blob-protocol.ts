@@ -50,7 +50,11 @@ export class BlobServer {
     const peer = connection.remotePeer.toString();
     let request: PeerBlobRequest;
     try {
-      const { line } = await readLine(stream, AbortSignal.timeout(HEADER_TIMEOUT_MS));
+      const { line, first } = await readLine(stream, AbortSignal.timeout(HEADER_TIMEOUT_MS));
+      // A request is one line. libp2p buffers whatever arrives on a stream nobody reads (no backpressure):
+      // a peer streaming bytes after its request would grow this node's memory for as long as the upload lasts.
+      if (first.length > 0) throw new Error('bytes after the request');
+      stream.addEventListener('message', () => stream.abort(new Error('bytes after the request')), { once: true });
       const r = line as { tag?: unknown };
       if (typeof r.tag === 'string' && r.tag.length < 600) {
         const record = await this.#opts.tagLookup(r.tag);

@@ -12,6 +12,11 @@ export const DAEMON_OPTIONS = {
   ...MIRROR_OPTIONS,
   ...peerOptions(5070),
   'peer-upload-limit': { type: 'integer', description: 'Concurrent uploads to other nodes before answering "busy" (spreads a burst as a tree)', default: 4 },
+  'peer-upload-limit-per-peer': {
+    type: 'integer',
+    description: 'Concurrent uploads to one node, even when it insists past "busy" (one pull fetches 3 blobs at once)',
+    default: 3,
+  },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
   'peer-transport': {
     type: 'string',

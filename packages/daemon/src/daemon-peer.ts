@@ -7,6 +7,7 @@ import {
   type Digest,
   type Logger,
   type MirrorMetrics,
+  type PeerLimits,
 } from '@peerpull/common';
 import { BlobServer, Libp2pTransfer } from './blob-protocol.ts';
 import { PeerBlobSource } from './peer-blob-source.ts';
@@ -29,6 +30,8 @@ export interface DaemonPeerConfig {
   bootstrapDns: string[];
   allow: string[];
   uploadLimit: number;
+  uploadLimitPerPeer: number;
+  limits?: Partial<PeerLimits>;
   lookupBudgetMs: number;
   idleTimeoutMs: number;
   seeds: string[];
@@ -116,6 +119,8 @@ export class DaemonPeer {
       bootstrapDns: config.bootstrapDns,
       allow: config.allow,
       allowLoopback: true,
+      ...(config.limits ? { limits: config.limits } : {}),
+      onRefused: (kind) => metrics.peerRefusals.inc({ kind }),
       logger,
     });
     const peer = new DaemonPeer(node, clusterKey, config, logger, metrics);
@@ -129,6 +134,8 @@ export class DaemonPeer {
     const serving = new PeerBlobServing({
       blobs,
       uploadLimit: this.#config.uploadLimit,
+      uploadLimitPerPeer: this.#config.uploadLimitPerPeer,
+      onPeerLimit: (peer, limit) => this.node.refusals.note('uploads', peer, { limit }),
       logger: this.#logger,
       onUpload: (bytes, outcome, transport) => {
         this.#metrics.peerBytesUploaded.inc({ transport }, bytes);
@@ -161,6 +168,7 @@ export class DaemonPeer {
     this.#metrics.peersQuarantined.set(this.blobSource.quarantinedPeers().length);
     this.#metrics.dhtRoutingTableSize.set(this.node.routingTableSize());
     this.#metrics.advertisedKeys.set(this.routing.providedCount);
+    this.#metrics.dhtProviderRecords.set(this.node.providerRecords);
   }
 
   /** `GET /api/v1/providers`: one provider lookup as a pull would run it (default budget: --peer-lookup-timeout). */

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { PeerId } from '@libp2p/interface';
 import { isDigest, type BlobResolver, type Digest, type Logger } from '@peerpull/common';
+import { UploadSlots } from './upload-slots.ts';
 
 /**
  * How blob bytes move between nodes, whatever carries them: the requesting side opens a ranged
@@ -75,8 +76,12 @@ export interface PeerBlobServingOptions {
   blobs: BlobResolver;
   /** Concurrent uploads before answering "busy", so a burst fans out as a tree. */
   uploadLimit: number;
+  /** Concurrent uploads to one peer, insisting or not (default: no cap beyond `uploadLimit`). */
+  uploadLimitPerPeer?: number;
   logger: Logger;
   onUpload?: (bytes: number, outcome: 'ok' | 'aborted', transport: PeerTransportName) => void;
+  /** A peer hit its per-peer upload cap. */
+  onPeerLimit?: (peer: string, limit: number) => void;
 }
 
 /**
@@ -85,14 +90,15 @@ export interface PeerBlobServingOptions {
  */
 export class PeerBlobServing {
   readonly #opts: PeerBlobServingOptions;
-  #active = 0;
+  readonly #slots: UploadSlots;
 
   constructor(opts: PeerBlobServingOptions) {
     this.#opts = opts;
+    this.#slots = new UploadSlots({ total: opts.uploadLimit, perPeer: opts.uploadLimitPerPeer ?? opts.uploadLimit });
   }
 
   get activeUploads(): number {
-    return this.#active;
+    return this.#slots.active;
   }
 
   async answer(request: PeerBlobRequest, peer: string, transport: PeerTransportName): Promise<PeerBlobRefusal | Extract<PeerBlobHeader, { status: 'ok' }> | PeerUpload> {
@@ -100,13 +106,19 @@ export class PeerBlobServing {
     if (!handle) return { status: 'not-found' };
     const complete = handle.source === 'local';
     if (request.head) return { status: 'ok', size: handle.size ?? null, complete };
-    if (this.#active >= this.#opts.uploadLimit && !request.insist) return { status: 'busy' };
+    const refusal = this.#slots.refusal(peer, request.insist === true);
+    if (refusal === 'peer-limit') {
+      this.#opts.onPeerLimit?.(peer, this.#slots.perPeerLimit);
+      // Insisting means it was told "busy" everywhere: "not found" sends it on to the seed instead.
+      return request.insist ? { status: 'not-found', message: 'per-peer upload limit' } : { status: 'busy' };
+    }
+    if (refusal === 'busy') return { status: 'busy' };
     // Still downloading and nothing past the requester's offset yet: in a burst every node announces
     // a blob as it starts, so two nodes would otherwise stream it from each other and both wait.
     // Not "busy" (which keeps the requester off the seed): the seed is where these bytes come from.
     if (!complete && handle.available() <= request.offset) return { status: 'not-found', message: 'no bytes yet' };
     if (handle.size !== undefined && request.offset > handle.size) return { status: 'bad-request', message: 'offset beyond the end' };
-    this.#active++;
+    const release = this.#slots.take(peer);
     let finished = false;
     return {
       header: { status: 'ok', size: handle.size ?? null, complete },
@@ -114,7 +126,7 @@ export class PeerBlobServing {
       finish: (bytes, outcome, err) => {
         if (finished) return;
         finished = true;
-        this.#active--;
+        release();
         this.#opts.onUpload?.(bytes, outcome, transport);
         const fields = { digest: request.digest, peer, transport, offset: request.offset, bytes };
         if (outcome === 'ok') this.#opts.logger.debug(fields, 'blob uploaded to peer');

@@ -111,7 +111,7 @@ describe('the HTTP data plane: server and requester', () => {
   const opts = (): { signal: AbortSignal; connectTimeoutMs: number; idleTimeoutMs: number } => ({ signal: AbortSignal.timeout(10_000), connectTimeoutMs: 2_000, idleTimeoutMs: 2_000 });
 
   before(async () => {
-    server = await PeerHttpServer.start({ listen: '127.0.0.1:0', serving: new PeerBlobServing({ blobs, uploadLimit: 1, logger }), auth: new PeerHttpAuth(key), logger });
+    server = await PeerHttpServer.start({ listen: '127.0.0.1:0', serving: new PeerBlobServing({ blobs, uploadLimit: 1, uploadLimitPerPeer: 2, logger }), auth: new PeerHttpAuth(key), logger });
     origin = `http://127.0.0.1:${server.address.port}`;
   });
   after(() => server.close());

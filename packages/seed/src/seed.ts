@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { ClusterKey, MirrorMetrics, PeerNode, ReportSigner, startMirrorService, type Logger, type MirrorServiceConfig, type RunningMirrorService } from '@peerpull/common';
+import { ClusterKey, MirrorMetrics, PeerNode, ReportSigner, startMirrorService, type Logger, type MirrorServiceConfig, type PeerLimits, type RunningMirrorService } from '@peerpull/common';
 import { adminApi } from './admin-api.ts';
 import { clusterApi, reportApi } from './cluster-api.ts';
 import { dashboard } from './dashboard.ts';
@@ -17,6 +17,7 @@ export interface SeedPeerConfig {
   bootstrap: string[];
   bootstrapDns: string[];
   allow: string[];
+  limits?: Partial<PeerLimits>;
 }
 
 export interface SeedConfig extends MirrorServiceConfig {
@@ -44,12 +45,14 @@ export interface RunningSeed extends RunningMirrorService {
 export async function startSeed(config: SeedConfig, logger: Logger): Promise<RunningSeed> {
   const startedAt = Date.now();
   const clusterKey = config.peer ? ClusterKey.load(config.peer.clusterKeyFile) : undefined;
+  const metrics = new MirrorMetrics();
   const peer = config.peer
     ? await PeerNode.start({
         ...config.peer,
         clusterKey: clusterKey as ClusterKey,
         dataDir: config.data,
         allowLoopback: true,
+        onRefused: (kind) => metrics.peerRefusals.inc({ kind }),
         logger: logger.child({ component: 'p2p' }),
       })
     : undefined;
@@ -65,7 +68,6 @@ export async function startSeed(config: SeedConfig, logger: Logger): Promise<Run
     });
     const log = pullLog;
     const nodes = new NodeRegistry();
-    const metrics = new MirrorMetrics();
     const service = await startMirrorService(
       config,
       {
@@ -122,6 +124,7 @@ export async function startSeed(config: SeedConfig, logger: Logger): Promise<Run
           if (!peer) return;
           metrics.peersConnected.set(peer.connectedPeers());
           metrics.dhtRoutingTableSize.set(peer.routingTableSize());
+          metrics.dhtProviderRecords.set(peer.providerRecords);
         },
         beforeClose: async () => {
           status?.stop();

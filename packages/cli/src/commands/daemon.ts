@@ -30,6 +30,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
       peer: peer && {
         ...peer,
         uploadLimit: opts['peer-upload-limit'],
+        uploadLimitPerPeer: opts['peer-upload-limit-per-peer'],
         lookupBudgetMs: opts['peer-lookup-timeout'],
         idleTimeoutMs: opts['peer-idle-timeout'],
         transport: opts['peer-transport'] as 'libp2p' | 'http',

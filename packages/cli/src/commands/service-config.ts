@@ -1,4 +1,4 @@
-import type { MirrorServiceConfig } from '@peerpull/common';
+import type { MirrorServiceConfig, PeerLimits } from '@peerpull/common';
 
 /** The options the daemon and the seed share, as parsed by loadOptions. */
 interface SharedOptionValues {
@@ -43,7 +43,13 @@ export function peerConfig(opts: {
   bootstrap: string[];
   'bootstrap-dns': string[];
   'p2p-allow': string[];
-}): { clusterKeyFile: string; listen: string[]; announce: string[]; bootstrap: string[]; bootstrapDns: string[]; allow: string[] } | undefined {
+  'p2p-max-connections': number;
+  'p2p-max-pending-connections': number;
+  'p2p-connection-rate': number;
+  'dht-provider-records': number;
+  'dht-provider-records-per-peer': number;
+  'dht-provider-record-rate': number;
+}): { clusterKeyFile: string; listen: string[]; announce: string[]; bootstrap: string[]; bootstrapDns: string[]; allow: string[]; limits: PeerLimits } | undefined {
   const clusterKeyFile = opts['cluster-key-file'];
   if (!clusterKeyFile) return undefined;
   return {
@@ -53,5 +59,13 @@ export function peerConfig(opts: {
     bootstrap: opts.bootstrap,
     bootstrapDns: opts['bootstrap-dns'],
     allow: opts['p2p-allow'],
+    limits: {
+      maxConnections: opts['p2p-max-connections'],
+      maxPendingConnections: opts['p2p-max-pending-connections'],
+      connectionsPerHostPerSecond: opts['p2p-connection-rate'],
+      providerRecords: opts['dht-provider-records'],
+      providerRecordsPerPeer: opts['dht-provider-records-per-peer'],
+      providerRecordsPerPeerPerSecond: opts['dht-provider-record-rate'],
+    },
   };
 }
