@@ -96,6 +96,8 @@ export class PeerNode {
   /** Limits hit by peers: counted, and logged once per peer and kind. */
   readonly refusals: PeerRefusals;
   readonly #dynamicTargets = new Set<string>();
+  /** Peer ids of bootstrap targets (the seeds): stable members whose return means a partition healed or a seed restarted. */
+  readonly #bootstrapPeers = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -179,6 +181,11 @@ export class PeerNode {
     return this.libp2p.getMultiaddrs().map(String);
   }
 
+  /** Whether this peer is one of the bootstrap targets this node has reached. */
+  isBootstrapPeer(peer: string): boolean {
+    return this.#bootstrapPeers.has(peer);
+  }
+
   connectedPeers(): number {
     return this.libp2p.getPeers().length;
   }
@@ -220,6 +227,10 @@ export class PeerNode {
 
   async #bootstrapRound(): Promise<void> {
     const targets = await this.#targets();
+    for (const target of targets) {
+      const id = target.toString().split('/p2p/')[1];
+      if (id) this.#bootstrapPeers.add(id);
+    }
     const own = new Set(this.addresses().map((a) => a.split('/p2p/')[0]));
     const connectedAddrs = new Set(this.libp2p.getConnections().map((c) => c.remoteAddr.toString().split('/p2p/')[0]));
     const connectedPeers = new Set(this.libp2p.getPeers().map(String));
@@ -233,7 +244,8 @@ export class PeerNode {
     await Promise.all(
       batch.map(async (target) => {
         try {
-          await this.libp2p.dial(target, { signal: AbortSignal.timeout(3_000) });
+          const connection = await this.libp2p.dial(target, { signal: AbortSignal.timeout(3_000) });
+          this.#bootstrapPeers.add(connection.remotePeer.toString());
         } catch (err) {
           this.#config.logger.debug({ target: target.toString(), err: (err as Error).message }, 'bootstrap dial failed');
         }

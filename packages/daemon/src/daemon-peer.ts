@@ -156,11 +156,12 @@ export class DaemonPeer {
     store.on('tag', (key: string) => this.routing.provideTag(key));
     for (const info of store.list()) this.routing.provide(info.digest);
     for (const { key } of await store.listTags()) this.routing.provideTag(key);
-    // After a partition heals, the other side's DHT servers hold none of our records: announce again.
+    // A seed back after a partition (or a seed restart): the DHT servers we could not reach (or the
+    // restarted seed) hold none of our recent records; announce them again.
     this.#stopRejoinWatch = watchRejoins(this.node.libp2p, (peers) => {
       this.#logger.info({ peers }, 'peers that were gone are back: re-providing');
       void this.routing.reprovideAll();
-    });
+    }, { watched: (peer) => this.node.isBootstrapPeer(peer) });
   }
 
   collectMetrics(): void {

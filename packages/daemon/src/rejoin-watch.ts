@@ -1,25 +1,29 @@
-
 /** What the watcher needs of a libp2p node (an EventTarget in tests). */
 export interface PeerEvents {
   addEventListener(type: 'peer:connect' | 'peer:disconnect', listener: (event: CustomEvent) => void): void;
   removeEventListener(type: 'peer:connect' | 'peer:disconnect', listener: (event: CustomEvent) => void): void;
 }
 
-/** A peer must have been gone at least this long for its return to count as a rejoin (not a redial). */
-const GONE_MS = 5_000;
 /** Rejoins within this window are handled together. */
 const SETTLE_MS = 1_000;
 /** At most one call per this interval, however many peers come back. */
-const MIN_INTERVAL_MS = 30_000;
+const MIN_INTERVAL_MS = 60_000;
 
 /**
- * Calls `onRejoin` when peers this node had lost come back: a partition healed, a node's link
- * came back, the seed restarted. Records made on each side meanwhile live only on that side's
- * DHT servers, so the caller announces its keys again. Ordinary churn (a redial within seconds)
- * and first connections do not count. Returns a function that stops watching.
+ * Calls `onRejoin` when a watched peer (the seeds: stable members every node connects to) that
+ * this node had lost comes back: a partition healed, a node's link came back, a seed restarted.
+ * Records made meanwhile live only on the DHT servers each side could reach (and a restarted
+ * seed lost the ones it held), so the caller announces its keys again. The time a peer was gone
+ * is not a criterion: a connection to a blackholed peer can look open until just before the heal.
+ * At most one call per minute. Returns a function that stops watching.
  */
-export function watchRejoins(libp2p: PeerEvents, onRejoin: (peers: number) => void, now: () => number = Date.now): () => void {
-  const lostAt = new Map<string, number>();
+export function watchRejoins(
+  libp2p: PeerEvents,
+  onRejoin: (peers: number) => void,
+  opts: { watched: (peer: string) => boolean; now?: () => number },
+): () => void {
+  const now = opts.now ?? Date.now;
+  const lost = new Set<string>();
   let returned = 0;
   let timer: NodeJS.Timeout | undefined;
   let lastCall = Number.NEGATIVE_INFINITY;
@@ -37,14 +41,12 @@ export function watchRejoins(libp2p: PeerEvents, onRejoin: (peers: number) => vo
     onRejoin(peers);
   };
   const onDisconnect = (event: CustomEvent): void => {
-    lostAt.set(String(event.detail), now());
-    if (lostAt.size > 10_000) lostAt.delete(lostAt.keys().next().value as string); // bounded: oldest first
+    const id = String(event.detail);
+    if (opts.watched(id)) lost.add(id);
   };
   const onConnect = (event: CustomEvent): void => {
     const id = String(event.detail);
-    const since = lostAt.get(id);
-    lostAt.delete(id);
-    if (since === undefined || now() - since < GONE_MS) return;
+    if (!lost.delete(id)) return;
     returned++;
     if (!timer) {
       timer = setTimeout(fire, SETTLE_MS);
