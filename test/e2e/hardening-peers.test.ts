@@ -7,7 +7,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { ClusterKey, createLogger, PeerNode, type Digest } from '@peerpull/common';
+import { ClusterKey, createLogger, type Digest } from '@peerpull/common';
+import { PeerNode } from '@peerpull/common/peer';
 import { digestToCid } from '../../packages/daemon/src/peer-routing.ts';
 import { BLOB_PROTOCOL } from '../../packages/daemon/src/blob-protocol.ts';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';

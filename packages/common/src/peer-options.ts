@@ -1,5 +1,37 @@
 import type { OptionSpecs } from './options.ts';
-import { DEFAULT_PEER_ALLOW, DEFAULT_PEER_LIMITS } from './peer-node.ts';
+
+/**
+ * Loopback only: many nodes of one machine (tests, the demo) share 127.0.0.1 and would hit the
+ * per-address limits. Cluster nodes each have their own address, so the limits apply to them: an
+ * allowed range is exempt from every connection limit, a misbehaving member in it included.
+ */
+export const DEFAULT_PEER_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'];
+
+/** What one peer (or all of them) may take of this node: connections and DHT provider records. */
+export interface PeerLimits {
+  /** Connections before libp2p prunes the least useful ones (allowed ranges are never pruned). */
+  maxConnections: number;
+  /** Inbound connections still in their handshake at once; more are refused. */
+  maxPendingConnections: number;
+  /** New inbound connections per second from one address. */
+  connectionsPerHostPerSecond: number;
+  /** Provider records kept from one other peer, and from all others together. */
+  providerRecordsPerPeer: number;
+  providerRecords: number;
+  /** Provider records (new or refreshed) taken from one peer per second; a faster sender waits. */
+  providerRecordsPerPeerPerSecond: number;
+}
+
+export const DEFAULT_PEER_LIMITS: PeerLimits = {
+  maxConnections: 300,
+  maxPendingConnections: 32,
+  connectionsPerHostPerSecond: 5,
+  // About 450 bytes of heap a record: 100,000 is at most ~45 MiB. A node announces one record per blob,
+  // manifest and tag it holds: 10,000 is more than a 20 GiB cache of container images usually holds.
+  providerRecordsPerPeer: 10_000,
+  providerRecords: 100_000,
+  providerRecordsPerPeerPerSecond: 500,
+};
 
 /** The libp2p options the daemon and the seed share. */
 export function peerOptions(defaultPort: number) {

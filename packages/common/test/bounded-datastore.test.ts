@@ -9,7 +9,8 @@ import path from 'node:path';
 import { Key } from 'interface-datastore';
 import { CID } from 'multiformats/cid';
 import { create as createMultihash } from 'multiformats/hashes/digest';
-import { BoundedDatastore, ClusterKey, createLogger, PeerNode, type PeerRefusalKind } from '../src/index.ts';
+import { ClusterKey, createLogger, type PeerRefusalKind } from '../src/index.ts';
+import { BoundedDatastore, PeerNode } from '../src/peer.ts';
 
 const dirs: string[] = [];
 after(() => {

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
-import { isDigest, type Digest, type PeerNode, type TagRecord } from '@peerpull/common';
+import { isDigest, type Digest, type TagRecord } from '@peerpull/common';
+import type { PeerNode } from '@peerpull/common/peer';
 import {
   PeerStalledError,
   parsePeerBlobRequest,

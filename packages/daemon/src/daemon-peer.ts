@@ -1,6 +1,5 @@
 import {
   ClusterKey,
-  PeerNode,
   type BlobResolver,
   type ContentInfo,
   type ContentStore,
@@ -9,6 +8,7 @@ import {
   type MirrorMetrics,
   type PeerLimits,
 } from '@peerpull/common';
+import { PeerNode } from '@peerpull/common/peer';
 import { BlobServer, Libp2pTransfer } from './blob-protocol.ts';
 import { PeerBlobSource } from './peer-blob-source.ts';
 import { PeerHttpAuth } from './peer-http-auth.ts';

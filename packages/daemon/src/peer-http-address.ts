@@ -1,6 +1,7 @@
 import type { PeerId } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
-import type { Logger, PeerNode } from '@peerpull/common';
+import type { Logger } from '@peerpull/common';
+import type { PeerNode } from '@peerpull/common/peer';
 import { encodeLine, readLine } from './stream-json-line.ts';
 
 /**

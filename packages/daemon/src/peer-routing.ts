@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { PeerId } from '@libp2p/interface';
 import { CID } from 'multiformats/cid';
 import * as Digests from 'multiformats/hashes/digest';
-import { digestHex, type Digest, type Logger, type MirrorMetrics, type PeerNode } from '@peerpull/common';
+import { digestHex, type Digest, type Logger, type MirrorMetrics } from '@peerpull/common';
+import type { PeerNode } from '@peerpull/common/peer';
 
 const RAW_CODEC = 0x55;
 const SHA2_256 = 0x12;

@@ -1,4 +1,5 @@
-import type { Logger, ManifestLocator, ManifestSource, PeerNode, TagResolution } from '@peerpull/common';
+import type { Logger, ManifestLocator, ManifestSource, TagResolution } from '@peerpull/common';
+import type { PeerNode } from '@peerpull/common/peer';
 import { requestTag } from './blob-protocol.ts';
 import { tagToCid, type PeerRouting } from './peer-routing.ts';
 

@@ -5,9 +5,9 @@ import {
   type ContentStore,
   type MirrorMetrics,
   type NodeHeartbeat,
-  type PeerNode,
   type UpstreamClient,
 } from '@peerpull/common';
+import type { PeerNode } from '@peerpull/common/peer';
 import type { NodeRegistry } from './node-registry.ts';
 import type { PullLog } from './pull-log.ts';
 

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { ClusterKey, MirrorMetrics, PeerNode, ReportSigner, startMirrorService, type Logger, type MirrorServiceConfig, type PeerLimits, type RunningMirrorService } from '@peerpull/common';
+import { ClusterKey, MirrorMetrics, ReportSigner, startMirrorService, type Logger, type MirrorServiceConfig, type PeerLimits, type RunningMirrorService } from '@peerpull/common';
+import type { PeerNode } from '@peerpull/common/peer';
 import { adminApi } from './admin-api.ts';
 import { clusterApi, reportApi } from './cluster-api.ts';
 import { dashboard } from './dashboard.ts';
@@ -46,8 +47,9 @@ export async function startSeed(config: SeedConfig, logger: Logger): Promise<Run
   const startedAt = Date.now();
   const clusterKey = config.peer ? ClusterKey.load(config.peer.clusterKeyFile) : undefined;
   const metrics = new MirrorMetrics();
+  // libp2p is loaded only when P2P is on.
   const peer = config.peer
-    ? await PeerNode.start({
+    ? await (await import('@peerpull/common/peer')).PeerNode.start({
         ...config.peer,
         clusterKey: clusterKey as ClusterKey,
         dataDir: config.data,
