@@ -285,6 +285,7 @@ export class BlobResolver {
       await this.#fillFrom(fetch, locator, attempts);
     } finally {
       this.#active.delete(fetch);
+      for (const source of this.#sources) source.fetchEnded?.(locator);
       const trace: FetchTrace = {
         digest: locator.digest,
         registry: locator.registry.host,

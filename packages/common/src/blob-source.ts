@@ -44,4 +44,6 @@ export interface BlobSource {
   size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined>;
   /** The bytes this source sent for the blob did not verify (e.g. quarantine the peer that sent them). */
   reportCorrupt?(locator: BlobLocator): void;
+  /** The fetch of this blob is over (stored, discarded or failed): drop what was kept for reportCorrupt. */
+  fetchEnded?(locator: BlobLocator): void;
 }

@@ -41,21 +41,32 @@ export interface TokenRequest {
 /**
  * Bearer tokens per (registry, scope), fetched from the challenge's realm and cached until
  * shortly before they expire. Concurrent requests for one scope share one token fetch.
+ * A scope is per repository, and the repository comes from the client, so the cache is
+ * bounded (`maxTokens`): expired tokens go first, then the oldest (fetched again if needed).
  */
 export class TokenCache {
   readonly #dispatcher: Dispatcher;
   readonly #tokens = new Map<string, CachedToken>();
   readonly #pending = new Map<string, Promise<string>>();
   readonly #now: () => number;
+  readonly #maxTokens: number;
 
-  constructor(dispatcher: Dispatcher, now: () => number = Date.now) {
+  constructor(dispatcher: Dispatcher, now: () => number = Date.now, maxTokens = 1_000) {
     this.#dispatcher = dispatcher;
     this.#now = now;
+    this.#maxTokens = maxTokens;
+  }
+
+  /** Tokens held (some may have expired). */
+  get size(): number {
+    return this.#tokens.size;
   }
 
   cached(registry: string, scope: string): string | undefined {
-    const hit = this.#tokens.get(`${registry} ${scope}`);
+    const key = `${registry} ${scope}`;
+    const hit = this.#tokens.get(key);
     if (hit && hit.expiresAt > this.#now()) return hit.token;
+    if (hit) this.#tokens.delete(key);
     return undefined;
   }
 
@@ -116,8 +127,21 @@ export class TokenCache {
     const lifetimeSeconds = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
     // Renew a little early so a token never expires in the middle of a request.
     const expiresAt = started + Math.max(1, lifetimeSeconds - 10) * 1000;
-    this.#tokens.set(`${req.registry} ${scope}`, { token, expiresAt });
+    this.#store(`${req.registry} ${scope}`, { token, expiresAt });
     return token;
+  }
+
+  #store(key: string, entry: CachedToken): void {
+    this.#tokens.delete(key); // re-insert: Map order is the age order
+    if (this.#tokens.size >= this.#maxTokens) {
+      const now = this.#now();
+      for (const [k, t] of this.#tokens) if (t.expiresAt <= now) this.#tokens.delete(k);
+      for (const k of this.#tokens.keys()) {
+        if (this.#tokens.size < this.#maxTokens) break;
+        this.#tokens.delete(k);
+      }
+    }
+    this.#tokens.set(key, entry);
   }
 }
 

@@ -169,4 +169,25 @@ describe('TokenCache', () => {
     assert.equal(await cache.token(request(bearer(REALM))), 'finally');
     assert.equal(calls.length, 4);
   });
+  test('a token per repository stays bounded: expired tokens go first, then the oldest', async () => {
+    let now = 0;
+    let n = 0;
+    const { dispatcher, calls } = fakeDispatcher(() => ({ status: 200, body: JSON.stringify({ token: `t${++n}`, expires_in: 60 }) }));
+    const cache = new TokenCache(dispatcher, () => now, 100);
+    // Clients asking for thousands of repositories over hours (each scope one token).
+    for (let i = 0; i < 3_000; i++) {
+      now += 1_000;
+      await cache.token(request(bearer(REALM), { scope: `repository:team/app-${i}:pull` }));
+    }
+    assert.ok(cache.size <= 100, `${cache.size} tokens held`);
+    assert.ok(cache.size >= 40, 'tokens still valid are kept');
+    // All alive at once: the oldest are forgotten, the newest still served from the cache.
+    for (let i = 0; i < 300; i++) await cache.token(request(bearer(REALM), { scope: `repository:burst/app-${i}:pull` }));
+    assert.equal(cache.size, 100);
+    const before = calls.length;
+    assert.equal(await cache.token(request(bearer(REALM), { scope: 'repository:burst/app-299:pull' })), `t${n}`);
+    assert.equal(calls.length, before, 'the newest token was still cached');
+    await cache.token(request(bearer(REALM), { scope: 'repository:burst/app-0:pull' }));
+    assert.equal(calls.length, before + 1, 'the oldest was fetched again');
+  });
 });

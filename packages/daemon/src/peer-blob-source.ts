@@ -37,7 +37,7 @@ export class PeerBlobSource implements BlobSource {
   readonly #quarantined = new Map<string, number>();
   readonly #failed = new Map<string, number>();
   readonly #busy = new Map<string, number>();
-  /** Who sent us bytes of a digest, to blame if they do not verify. */
+  /** Who sent us bytes of a digest, to blame if they do not verify (while its fetch runs). */
   readonly #servedBy = new Map<Digest, Set<string>>();
   /** The transport each peer last served over, to count a corrupt blob under it. */
   readonly #transportOf = new Map<string, PeerTransportName>();
@@ -121,6 +121,11 @@ export class PeerBlobSource implements BlobSource {
       this.#opts.onTransfer?.('corrupt', this.#transportOf.get(peer) ?? 'libp2p');
       this.#opts.logger.warn({ digest: locator.digest, peer, quarantineMs: this.#opts.quarantineMs }, 'peer sent bytes that did not verify: quarantined');
     }
+    this.#servedBy.delete(locator.digest);
+  }
+
+  /** Who served a blob matters only until it verified or failed: forgetting it keeps the map to the fetches running. */
+  fetchEnded(locator: BlobLocator): void {
     this.#servedBy.delete(locator.digest);
   }
 

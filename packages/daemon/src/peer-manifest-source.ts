@@ -11,6 +11,14 @@ export class PeerManifestSource implements ManifestSource {
   }
 
   async fetch(locator: ManifestLocator, digest: Digest, signal: AbortSignal): Promise<ManifestContent | undefined> {
+    try {
+      return await this.#fetch(locator, digest, signal);
+    } finally {
+      this.#blobs.fetchEnded({ ...locator, digest });
+    }
+  }
+
+  async #fetch(locator: ManifestLocator, digest: Digest, signal: AbortSignal): Promise<ManifestContent | undefined> {
     const opened = await this.#blobs.open({ ...locator, digest }, 0, signal).catch(() => undefined);
     if (!opened) return undefined;
     if (opened.size !== undefined && opened.size > MAX_MANIFEST_BYTES) {
