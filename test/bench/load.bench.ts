@@ -4,6 +4,7 @@
 // the cached blobs (the issue's target: p99 under 50 ms on loopback; a figure here, not a test assertion:
 // on a loaded 2-core machine it measures the machine). Writes bench-results/load.json; exit 1 on any failure.
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { REPO_ROOT } from '../fixtures/daemon.ts';
 import { MiB } from '../e2e/mirror-helpers.ts';
@@ -28,24 +29,32 @@ try {
   out.oneBlob = { seconds: one.ms / 1000, failed: bad, upstreamFetches: one.upstreamGets, rssBeforeMiB: one.rssBeforeMiB, peakRssMiB: one.peakRssMiB };
 
   const digests = rig.manyDigests();
-  const cached: Fetched[] = [];
+  // Two client models for the cached rounds: every round on new connections (a client that connects per
+  // request), and rounds on connections kept open (containerd keeps its connections to a mirror between
+  // requests; the uncached round opens them). The issue's target is about the daemon: p99 TTFB < 50 ms.
+  const kept = new http.Agent({ keepAlive: true, maxSockets: BLOBS });
+  const runs = { fresh: [] as Fetched[], kept: [] as Fetched[] };
   const serverMs: number[] = [];
-  for (let rep = 0; rep <= REPS; rep++) {
+  for (let rep = 0; rep <= 2 * REPS; rep++) {
+    const model = rep === 0 || rep % 2 === 0 ? 'kept' : 'fresh';
     const logsBefore = rig.daemon.logs().length;
-    const { results, ms } = await rig.manyBlobs(BLOBS);
+    const { results, ms } = await rig.manyBlobs(BLOBS, model === 'kept' ? kept : undefined);
     // The daemon's own time per request (its `pull` log line: request received → response finished).
     if (rep > 0) for (const l of rig.daemon.logs().slice(logsBefore)) if (l.msg === 'pull' && l.kind === 'blob' && typeof l.ms === 'number') serverMs.push(l.ms);
     const badMany = results.filter((r, i) => r.status !== 200 || r.error || r.digest !== digests[i]).length;
     failures += badMany;
-    log(`${rep === 0 ? 'uncached' : `cached #${rep}`}: ${BLOBS} different blobs at once in ${ms.toFixed(0)} ms, ${badMany} failed; ${ttfbSummary(results)}`);
-    if (rep > 0) cached.push(...results);
+    log(`${rep === 0 ? 'uncached' : `cached #${Math.ceil(rep / 2)}, ${model === 'kept' ? 'connections kept open' : 'new connections'}`}: ${BLOBS} different blobs at once in ${ms.toFixed(0)} ms, ${badMany} failed; ${ttfbSummary(results)}`);
+    if (rep > 0) runs[model].push(...results);
   }
-  const t = cached.map((r) => r.ttfbMs);
-  out.cachedTtfbMs = { p50: percentile(t, 50), p90: percentile(t, 90), p99: percentile(t, 99), samples: t.length };
-  log(`cached blobs, ${t.length} requests: TTFB p50 ${percentile(t, 50).toFixed(1)} ms, p99 ${percentile(t, 99).toFixed(1)} ms (issue target: p99 < 50 ms)`);
+  kept.destroy();
+  for (const model of ['kept', 'fresh'] as const) {
+    const t = runs[model].map((r) => r.ttfbMs);
+    out[model === 'kept' ? 'cachedTtfbMs' : 'cachedTtfbNewConnectionsMs'] = { p50: percentile(t, 50), p90: percentile(t, 90), p99: percentile(t, 99), samples: t.length };
+    log(`cached blobs, ${t.length} requests on ${model === 'kept' ? 'connections kept open' : 'new connections'}: TTFB p50 ${percentile(t, 50).toFixed(1)} ms, p99 ${percentile(t, 99).toFixed(1)} ms (issue target: p99 < 50 ms)`);
+  }
   if (serverMs.length) {
     out.cachedServerMs = { p50: percentile(serverMs, 50), p99: percentile(serverMs, 99), samples: serverMs.length };
-    log(`  inside the daemon (request parsed → response finished, from its log): p50 ${percentile(serverMs, 50).toFixed(1)} ms, p99 ${percentile(serverMs, 99).toFixed(1)} ms; the rest of the TTFB is connection set-up and the one client process handling ${BLOBS} sockets at once`);
+    log(`  inside the daemon (request parsed → response finished, from its log): p50 ${percentile(serverMs, 50).toFixed(1)} ms, p99 ${percentile(serverMs, 99).toFixed(1)} ms`);
   }
 } finally {
   await rig.teardown();

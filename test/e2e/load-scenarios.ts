@@ -79,14 +79,18 @@ export class LoadRig {
     return { results, upstreamGets: this.upstream.requests.filter((r) => r.method === 'GET' && r.url.includes(layer.digest)).length, peakRssMiB: peak.stop(), rssBeforeMiB, ms };
   }
 
-  /** Every layer of the many-layer image at once (distinct blobs), through a pool of `concurrency` connections. */
-  async manyBlobs(concurrency: number): Promise<{ results: Fetched[]; ms: number }> {
+  /**
+   * Every layer of the many-layer image at once (distinct blobs), through a pool of `concurrency`
+   * connections: new ones, or `agent`'s already open ones (containerd keeps its connections to a
+   * mirror open between requests).
+   */
+  async manyBlobs(concurrency: number, agent?: http.Agent): Promise<{ results: Fetched[]; ms: number }> {
     const layers = this.many.manifests[0]!.layers;
-    const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+    const pool = agent ?? new http.Agent({ keepAlive: true, maxSockets: concurrency });
     const started = performance.now();
-    const results = await Promise.all(layers.map((l) => fetchBlob(`${this.daemon.url}/v2/library/many/blobs/${l.digest}`, agent)));
+    const results = await Promise.all(layers.map((l) => fetchBlob(`${this.daemon.url}/v2/library/many/blobs/${l.digest}`, pool)));
     const ms = performance.now() - started;
-    agent.destroy();
+    if (!agent) pool.destroy();
     return { results, ms };
   }
 
