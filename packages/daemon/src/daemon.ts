@@ -71,6 +71,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   try {
     if (config.peer) {
       peer = await DaemonPeer.start({ ...config.peer, dataDir: config.data, seeds: config.seeds }, logger.child({ component: 'p2p' }), metrics);
+      if (seeds) seeds.peerId = peer.node.peerId.toString();
     } else {
       logger.warn('no --cluster-key-file: P2P is off; blobs come from the seed and the upstream only');
     }
