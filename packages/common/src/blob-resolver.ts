@@ -24,6 +24,8 @@ export interface BlobHandle {
   available(): number;
   /** Set when the bytes are streamed from a source without being stored (the disk is full): why. */
   uncached?: string;
+  /** While fetching: the source whose answer is streaming in now (undefined while sources are still being asked). */
+  streamingFrom?: () => SourceName | undefined;
 }
 
 /** One source tried during one fetch: what `peerpull explain` shows as "peer busy, seed timeout, upstream". */
@@ -77,6 +79,8 @@ interface Fetch {
   source: SourceName;
   /** A fetch restarted after bad bytes from a peer is not restarted again. */
   isRetry: boolean;
+  /** The source that answered and is streaming in now. */
+  streaming?: SourceName | undefined;
 }
 
 const TAINT_MS = 10 * 60_000;
@@ -266,6 +270,7 @@ export class BlobResolver {
           ? this.#store.openRead(ingest.digest, start, end)
           : ingest.createReader(start, end),
       available: () => (ingest.state === 'complete' ? (ingest.size ?? ingest.written) : ingest.written),
+      streamingFrom: () => fetch.streaming,
     };
   }
 
@@ -352,6 +357,7 @@ export class BlobResolver {
             tried('miss');
             break; // this source does not have it
           }
+          fetch.streaming = source.name;
           try {
             if (opened.size !== undefined) ingest.setSize(opened.size);
             for await (const chunk of fromOffset(opened.body, offset - opened.offset)) {
@@ -370,6 +376,7 @@ export class BlobResolver {
           } catch (err) {
             // An unread body (e.g. after a size mismatch) errors when destroyed (undici does): without a listener that kills the process.
             opened.body.on('error', () => undefined).destroy();
+            fetch.streaming = undefined;
             lastError = err;
             tried('broke', (err as Error).message);
             this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
