@@ -38,6 +38,7 @@ import { makeTempDir } from '@peerpull/demo/processes';
 import { REPO_ROOT } from '../fixtures/daemon.ts';
 import { ProcessMeter } from '../cluster/proc-stats.ts';
 import { Testbed, clusterBytes } from '../cluster/testbed.ts';
+import { describeBurstTrace, readBurstTrace, type BurstTrace } from '../cluster/burst-trace.ts';
 
 /** peerpull: seed + daemons with P2P; seed-only: the same without P2P (the seed alone feeds every node). */
 type Mode = 'direct' | 'proxy' | 'peerpull' | 'peerpull-http' | 'seed-only';
@@ -102,6 +103,8 @@ interface RunResult {
   seedCpuSecondsPerGB?: number;
   /** Peak RSS of each daemon (proxy runs: the proxy), MB. */
   peakRssMB?: number[];
+  /** P2P bursts: the peer tree and where time went before bytes flowed (from the daemons' logs). */
+  trace?: BurstTrace;
   notes: string[];
 }
 
@@ -184,6 +187,7 @@ async function setup(tb: Testbed, mode: Mode, nodes: number, image: BuiltImage, 
 
 async function coldBurst(tb: Testbed, mode: Mode, n: number, image: BuiltImage, scenario: Scenario = 'cold'): Promise<RunResult> {
   let succeeded = 0;
+  let result: RunResult | undefined;
   const s = await setup(tb, mode, n, image, () => succeeded * image.totalBytes);
   try {
     const urls = await Promise.all(Array.from({ length: n }, (_, i) => s.urlFor(i)));
@@ -207,7 +211,7 @@ async function coldBurst(tb: Testbed, mode: Mode, n: number, image: BuiltImage, 
     const killed = await killer;
     const m = await measure();
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [`node-${i + 1}: ${(r.reason as Error).message.split('\n')[0]}`] : []));
-    return finish({
+    return (result = finish({
       scenario, n, mode,
       times: results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
       failures,
@@ -215,9 +219,15 @@ async function coldBurst(tb: Testbed, mode: Mode, n: number, image: BuiltImage, 
       upstreamBytes: await tb.upstreamBytes(),
       ...m,
       notes: killed ? [`killed ${killed} (SIGKILL) at 30 % of the burst`] : scenario === 'dead-peer' ? ['no provider was killed'] : [],
-    }, image);
+    }, image));
   } finally {
     await s.stop();
+    // After the stop: every daemon has written its last `blob stored` line.
+    const trace = result && isP2P(mode) && s.cluster ? readBurstTrace(s.cluster.daemons) : undefined;
+    if (result && trace) {
+      result.trace = trace;
+      result.notes.push(describeBurstTrace(trace));
+    }
   }
 }
 

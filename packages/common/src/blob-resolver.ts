@@ -24,6 +24,8 @@ export interface BlobHandle {
   available(): number;
   /** Set when the bytes are streamed from a source without being stored (the disk is full): why. */
   uncached?: string;
+  /** While fetching: the source whose answer is streaming in now (undefined while sources are still being asked). */
+  streamingFrom?: () => SourceName | undefined;
 }
 
 /** One source tried during one fetch: what `peerpull explain` shows as "peer busy, seed timeout, upstream". */
@@ -77,6 +79,8 @@ interface Fetch {
   source: SourceName;
   /** A fetch restarted after bad bytes from a peer is not restarted again. */
   isRetry: boolean;
+  /** The source that answered and is streaming in now. */
+  streaming?: SourceName | undefined;
 }
 
 const TAINT_MS = 10 * 60_000;
@@ -266,6 +270,7 @@ export class BlobResolver {
           ? this.#store.openRead(ingest.digest, start, end)
           : ingest.createReader(start, end),
       available: () => (ingest.state === 'complete' ? (ingest.size ?? ingest.written) : ingest.written),
+      streamingFrom: () => fetch.streaming,
     };
   }
 
@@ -310,8 +315,11 @@ export class BlobResolver {
     // gets no bytes meanwhile. After the window, sources must serve (insist).
     const busyUntil = performance.now() + BUSY_WINDOW_MS;
     let insist = false;
+    // Peers a busy source named as receiving the blob: the next round asks them before any lookup.
+    const hints: string[] = [];
     rounds: for (;;) {
       let busy = false;
+      let newHints = false;
       for (const source of this.#sources) {
         // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
         // will have it shortly; the ones after it (upstream) would cost another WAN fetch.
@@ -327,12 +335,17 @@ export class BlobResolver {
           };
           let opened;
           try {
-            opened = await source.open(locator, offset, controller.signal, { insist, note: (d) => notes.push(d) });
+            opened = await source.open(locator, offset, controller.signal, { insist, note: (d) => notes.push(d), ...(hints.length ? { hints } : {}) });
           } catch (err) {
             lastError = err;
             tried(err instanceof SourceBusyError ? 'busy' : 'failed', (err as Error).message);
             if (err instanceof SourceBusyError) {
               busy = true;
+              for (const id of err.providers) {
+                if (hints.includes(id)) continue;
+                hints.push(id);
+                newHints = true;
+              }
               break;
             }
             this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
@@ -345,6 +358,7 @@ export class BlobResolver {
             tried('miss');
             break; // this source does not have it
           }
+          fetch.streaming = source.name;
           try {
             if (opened.size !== undefined) ingest.setSize(opened.size);
             for await (const chunk of fromOffset(opened.body, offset - opened.offset)) {
@@ -358,11 +372,12 @@ export class BlobResolver {
             if (ingest.state === 'failed' && isNoSpaceError(ingest.error)) this.#enterDiskFull(ingest.error);
             if (ingest.state === 'failed') tried('failed', isNoSpaceError(ingest.error) ? 'disk full' : 'bytes did not match the digest');
             else tried('ok');
-            this.#finished(fetch, locator, started);
+            this.#finished(fetch, locator, started, attempts);
             return;
           } catch (err) {
             // An unread body (e.g. after a size mismatch) errors when destroyed (undici does): without a listener that kills the process.
             opened.body.on('error', () => undefined).destroy();
+            fetch.streaming = undefined;
             lastError = err;
             tried('broke', (err as Error).message);
             this.#logger.warn({ digest: locator.digest, source: source.name, offset: ingest.written, err: (err as Error).message }, 'blob transfer broke; resuming');
@@ -378,8 +393,9 @@ export class BlobResolver {
       }
       if (!busy || insist) break;
       // Someone has it but is shedding load (a seed already feeding peers, busy peers):
-      // by now other nodes provide it, so go round again, peers first.
-      await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
+      // by now other nodes provide it, so go round again, peers first. Named providers are
+      // asked at once: they are streaming it now, and each pause here delays the client.
+      if (!newHints) await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
       insist = performance.now() >= busyUntil;
     }
     if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#tainted.set(locator.digest, Date.now());
@@ -388,9 +404,9 @@ export class BlobResolver {
   }
 
   /** After complete(): on a verification failure, blame the sources that sent bytes and retry once without them. */
-  #finished(fetch: Fetch, locator: BlobLocator, started: number): void {
+  #finished(fetch: Fetch, locator: BlobLocator, started: number, attempts: FetchAttempt[]): void {
     const { ingest } = fetch;
-    this.#logFinished(ingest, locator, started);
+    this.#logFinished(ingest, locator, started, attempts);
     // Only bad bytes blame the sources: a store that failed to save (closing, disk) is not their fault.
     if (ingest.state !== 'failed' || !(ingest.error instanceof DigestMismatchError)) return;
     this.#tainted.set(locator.digest, Date.now());
@@ -410,11 +426,12 @@ export class BlobResolver {
     }
   }
 
-  #logFinished(ingest: BlobIngest, locator: BlobLocator, started: number): void {
+  #logFinished(ingest: BlobIngest, locator: BlobLocator, started: number, attempts: FetchAttempt[]): void {
     if (ingest.state === 'complete') {
       const seconds = (performance.now() - started) / 1000;
+      // The attempts say where a slow fetch spent its time (busy sources, lookups that found nobody).
       this.#logger.info(
-        { digest: locator.digest, registry: locator.registry.host, repository: locator.repository, bytes: ingest.written, bySource: Object.fromEntries(ingest.bytesBySource), seconds: Number(seconds.toFixed(3)) },
+        { digest: locator.digest, registry: locator.registry.host, repository: locator.repository, bytes: ingest.written, bySource: Object.fromEntries(ingest.bytesBySource), seconds: Number(seconds.toFixed(3)), attempts },
         'blob stored',
       );
     } else {

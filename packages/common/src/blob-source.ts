@@ -25,11 +25,20 @@ export interface OpenOptions {
   insist?: boolean;
   /** A source may say what it did, for the fetch's trace (`peerpull explain`): "no provider in 300 ms", "from peer 12D3…". */
   note?: (detail: string) => void;
+  /** Peers another source named as having the blob or receiving it (the seed's busy answer): ask them first. */
+  hints?: readonly string[];
 }
 
 /** A source that has the blob but sheds load: ask elsewhere first, then come back. */
 export class SourceBusyError extends Error {
   override name = 'SourceBusyError';
+  /** Peer ids of the nodes it is busy sending the blob to, when it says. */
+  readonly providers: readonly string[];
+
+  constructor(message: string, providers: readonly string[] = []) {
+    super(message);
+    this.providers = providers;
+  }
 }
 
 /**

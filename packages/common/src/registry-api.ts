@@ -47,12 +47,19 @@ declare module 'fastify' {
 }
 
 const PULL_METHODS = new Set(['GET', 'HEAD']);
+/** A P2P-capable daemon's libp2p peer id, sent with its blob requests to the seed. */
+export const PEER_HEADER = 'x-peerpull-peer';
+/** In the seed's "busy" answer: the peer ids of the daemons it is sending the blob to, comma-separated. */
+export const PROVIDERS_HEADER = 'x-peerpull-providers';
 /** How long a completed upload to a P2P-capable daemon still counts against `peerFanout`. */
 const FANOUT_HOLD_MS = 30_000;
 
 interface ApiContext extends RegistryApiOptions {
-  /** Blob uploads in progress to P2P-capable daemons, per digest (for `peerFanout`). */
-  activeUploads: Map<string, number>;
+  /**
+   * Blob uploads in progress to P2P-capable daemons, per digest (for `peerFanout`): each recipient's
+   * peer id ('' when it did not say), so a daemon told "busy" learns whom to fetch from instead.
+   */
+  activeUploads: Map<string, string[]>;
 }
 
 
@@ -192,16 +199,26 @@ async function sendBlob(
     return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', size).header('x-peerpull-source', source).send();
   }
   if (opts.peerFanout !== undefined && req.headers['x-peerpull-p2p'] === '1' && req.headers['x-peerpull-insist'] === undefined) {
-    const active = opts.activeUploads.get(target.digest) ?? 0;
-    if (active >= opts.peerFanout) {
+    const recipients = opts.activeUploads.get(target.digest) ?? [];
+    if (recipients.length >= opts.peerFanout) {
       req.pull.source = 'local';
-      throw new OciError(503, 'UNAVAILABLE', 'busy: this blob is already being sent to other nodes; fetch it from them', undefined, { 'x-peerpull-busy': '1', 'retry-after': '1' });
+      // Name the nodes receiving it: a DHT lookup may not find them yet (an announcement takes a while
+      // to spread), and they are the shallowest providers, streaming at the WAN edge.
+      const providers = recipients.filter((id) => id !== '');
+      throw new OciError(503, 'UNAVAILABLE', 'busy: this blob is already being sent to other nodes; fetch it from them', undefined, {
+        'x-peerpull-busy': '1',
+        'retry-after': '1',
+        ...(providers.length ? { [PROVIDERS_HEADER]: providers.join(',') } : {}),
+      });
     }
-    opts.activeUploads.set(target.digest, active + 1);
+    const recipient = peerIdHeader(req.headers[PEER_HEADER]);
+    recipients.push(recipient);
+    opts.activeUploads.set(target.digest, recipients);
     const release = (): void => {
-      const left = (opts.activeUploads.get(target.digest) ?? 1) - 1;
-      if (left <= 0) opts.activeUploads.delete(target.digest);
-      else opts.activeUploads.set(target.digest, left);
+      const left = opts.activeUploads.get(target.digest);
+      if (!left) return;
+      left.splice(left.indexOf(recipient), 1);
+      if (left.length === 0) opts.activeUploads.delete(target.digest);
     };
     // A daemon that got the whole blob keeps its slot a while: it provides the blob now, but the rest
     // of a burst finds it in the DHT only after its announcement spread, which takes longer than
@@ -249,6 +266,11 @@ function resolveNamespace(query: string, repoName: string, opts: RegistryApiOpti
   // Not on the allowlist: answer before any outbound connection. 404 sends containerd to the registry itself.
   if (!registry) throw new OciError(404, 'NAME_UNKNOWN', `registry ${JSON.stringify(name.slice(0, 100))} is not served by this mirror`);
   return { registry, name: prefixed?.name ?? repoName };
+}
+
+/** A peer id as the header carries it (base58btc), '' for anything else: it is echoed to other daemons. */
+function peerIdHeader(value: string | string[] | undefined): string {
+  return typeof value === 'string' && /^[1-9A-HJ-NP-Za-km-z]{32,64}$/.test(value) ? value : '';
 }
 
 function splitUrl(url: string): [string, string] {

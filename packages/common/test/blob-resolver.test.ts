@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { BlobResolver } from '../src/blob-resolver.ts';
-import type { BlobLocator, BlobSource, SourceBody, SourceName } from '../src/blob-source.ts';
+import { SourceBusyError, type BlobLocator, type BlobSource, type OpenOptions, type SourceBody, type SourceName } from '../src/blob-source.ts';
 import { ContentStore } from '../src/content-store.ts';
 import { sha256Digest } from '../src/digest.ts';
 import { OciError } from '../src/oci-error.ts';
@@ -247,6 +247,38 @@ describe('BlobResolver', () => {
     assert.deepEqual(good.opens, [2 * CHUNK]);
     await tick(); // an unhandled 'error' would surface here and fail the test
     await waitFor(() => r.inflight === 0); // readers get the last byte once verified, before the fsync + rename
+    assert.equal(store.has(DIGEST), true);
+  });
+
+  test('a busy seed that names its recipients: the next round asks those peers at once, and the seed is not asked again', async () => {
+    // The peers' side: finds nobody by lookup, but serves when asked with the named provider.
+    const peerHints: (readonly string[] | undefined)[] = [];
+    const peers = new FakeBlobSource('peer', DATA);
+    const peerOpen = peers.open.bind(peers);
+    peers.open = async (loc: BlobLocator, offset: number, signal: AbortSignal, opts?: OpenOptions) => {
+      peerHints.push(opts?.hints ? [...opts.hints] : undefined);
+      return opts?.hints?.includes('12D3KooWRecipient') ? peerOpen(loc, offset, signal) : undefined;
+    };
+    let seedAsked = 0;
+    const seed: BlobSource = {
+      name: 'seed',
+      open: async () => {
+        seedAsked++;
+        throw new SourceBusyError('seed is already uploading this blob to other nodes', ['12D3KooWRecipient']);
+      },
+      size: async () => DATA.length,
+    };
+    const upstream = new FakeBlobSource('upstream', DATA);
+    const r = resolver([peers, seed, upstream]);
+    const started = performance.now();
+    const handle = await r.open(locator);
+    assert.ok((await readAll(handle.read())).equals(DATA));
+    assert.deepEqual(peerHints, [undefined, ['12D3KooWRecipient']]);
+    assert.equal(seedAsked, 1, 'the seed was asked once');
+    assert.deepEqual(upstream.opens, [], 'nothing from the upstream');
+    // Far below the 3 s busy window after which a fetch insists on the seed.
+    assert.ok(performance.now() - started < 1_500, `took ${Math.round(performance.now() - started)} ms`);
+    await waitFor(() => r.inflight === 0);
     assert.equal(store.has(DIGEST), true);
   });
 

@@ -73,6 +73,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       // libp2p is loaded only when P2P is on (~35 MB of RSS and start-up time otherwise).
       const { DaemonPeer } = await import('./daemon-peer.ts');
       peer = await DaemonPeer.start({ ...config.peer, dataDir: config.data, seeds: config.seeds }, logger.child({ component: 'p2p' }), metrics);
+      if (seeds) seeds.peerId = peer.node.peerId.toString();
     } else {
       logger.warn('no --cluster-key-file: P2P is off; blobs come from the seed and the upstream only');
     }

@@ -52,13 +52,41 @@ export class PeerBlobSource implements BlobSource {
   }
 
   async open(locator: BlobLocator, offset: number, signal: AbortSignal, opts: OpenOptions = {}): Promise<SourceBody | undefined> {
-    const lookupStarted = performance.now();
-    const providers = await this.#candidates(locator.digest, signal);
-    const lookupMs = Math.round(performance.now() - lookupStarted);
-    if (providers.length === 0) opts?.note?.(`no provider found in ${lookupMs} ms`);
+    const tried = new Set<string>();
     let sawBusy = false;
-    for (const peer of providers) {
+    // Peers the seed named as receiving the blob: no lookup needed, and they are the shallowest providers.
+    if (opts.hints?.length) {
+      const hinted = this.#usable(await this.#opts.routing.knownPeers(opts.hints));
+      if (hinted.length) {
+        const got = await this.#tryPeers(hinted, locator, offset, signal, opts, 'named by the seed', tried);
+        if ('body' in got) return got;
+        sawBusy ||= got.busy;
+      }
+    }
+    const lookupStarted = performance.now();
+    const providers = (await this.#candidates(locator.digest, signal)).filter((p) => !tried.has(p.toString()));
+    const lookupMs = Math.round(performance.now() - lookupStarted);
+    if (providers.length === 0 && tried.size === 0) opts?.note?.(`no provider found in ${lookupMs} ms`);
+    const got = await this.#tryPeers(providers, locator, offset, signal, opts, `found in ${lookupMs} ms`, tried);
+    if ('body' in got) return got;
+    if (sawBusy || got.busy) throw new SourceBusyError('every provider is busy');
+    return undefined;
+  }
+
+  /** Asks each peer in turn; the first that serves wins. */
+  async #tryPeers(
+    peers: PeerId[],
+    locator: BlobLocator,
+    offset: number,
+    signal: AbortSignal,
+    opts: OpenOptions,
+    how: string,
+    tried: Set<string>,
+  ): Promise<SourceBody | { busy: boolean }> {
+    let sawBusy = false;
+    for (const peer of peers) {
       const id = peer.toString();
+      tried.add(id);
       try {
         const answer = await this.#opts.transfer.open(peer, { digest: locator.digest, offset, ...(opts.insist ? { insist: true } : {}) }, {
           signal,
@@ -85,7 +113,7 @@ export class PeerBlobSource implements BlobSource {
         });
         answer.body.once('end', () => this.#opts.onTransfer?.('ok', transport));
         this.#opts.logger.debug({ digest: locator.digest, peer: id, transport, offset, complete: answer.header.complete }, 'fetching from peer');
-        opts?.note?.(`from peer ${shortPeer(id)} (found in ${lookupMs} ms${transport === 'http' ? ', over HTTP' : ''}${answer.header.complete ? '' : ', still downloading it'})`);
+        opts?.note?.(`from peer ${shortPeer(id)} (${how}${transport === 'http' ? ', over HTTP' : ''}${answer.header.complete ? '' : ', still downloading it'})`);
         return { size: answer.header.size ?? undefined, offset, body: answer.body };
       } catch (err) {
         this.#failed.set(id, Date.now());
@@ -94,8 +122,7 @@ export class PeerBlobSource implements BlobSource {
         this.#opts.logger.debug({ digest: locator.digest, peer: id, err: (err as Error).message }, 'peer request failed');
       }
     }
-    if (sawBusy) throw new SourceBusyError('every provider is busy');
-    return undefined;
+    return { busy: sawBusy };
   }
 
   async size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined> {
@@ -130,14 +157,20 @@ export class PeerBlobSource implements BlobSource {
   }
 
   async #candidates(digest: Digest, signal: AbortSignal): Promise<PeerId[]> {
+    const providers = this.#usable(await this.#opts.routing.findProviders(digest, this.#opts.lookupBudgetMs, 8, signal));
+    // Not-recently-busy providers first, so a burst spreads out instead of piling on one node.
     const now = Date.now();
-    const providers = (await this.#opts.routing.findProviders(digest, this.#opts.lookupBudgetMs, 8, signal)).filter((p) => {
+    const busyRecently = (p: PeerId): number => (now - (this.#busy.get(p.toString()) ?? 0) < 2_000 ? 1 : 0);
+    return providers.sort((a, b) => busyRecently(a) - busyRecently(b));
+  }
+
+  /** Leaves out quarantined peers (bad bytes) and recently failed ones (stalled, vanished). */
+  #usable(peers: PeerId[]): PeerId[] {
+    const now = Date.now();
+    return peers.filter((p) => {
       const id = p.toString();
       return (this.#quarantined.get(id) ?? 0) < now && now - (this.#failed.get(id) ?? 0) > 30_000;
     });
-    // Not-recently-busy providers first, so a burst spreads out instead of piling on one node.
-    const busyRecently = (p: PeerId): number => (now - (this.#busy.get(p.toString()) ?? 0) < 2_000 ? 1 : 0);
-    return providers.sort((a, b) => busyRecently(a) - busyRecently(b));
   }
 }
 

@@ -97,6 +97,19 @@ export class PeerRouting {
     );
   }
 
+  /**
+   * The peers among `ids` (peer id strings, e.g. named by the seed) that this node can dial: connected
+   * or in its peer store. Itself and unknown ids are left out; the order of `ids` is kept.
+   */
+  async knownPeers(ids: readonly string[]): Promise<PeerId[]> {
+    const self = this.#node.peerId.toString();
+    const known = new Map<string, PeerId>(this.#node.libp2p.getPeers().map((p) => [p.toString(), p]));
+    if (ids.some((id) => id !== self && !known.has(id))) {
+      for (const peer of await this.#node.libp2p.peerStore.all().catch(() => [])) known.set(peer.id.toString(), peer.id);
+    }
+    return ids.filter((id) => id !== self).flatMap((id) => known.get(id) ?? []);
+  }
+
   /** Up to `max` providers other than this node, found within `budgetMs`. */
   async findProviders(digest: Digest, budgetMs: number, max = 8, signal?: AbortSignal): Promise<PeerId[]> {
     return this.findProvidersOf(digestToCid(digest), budgetMs, max, signal);

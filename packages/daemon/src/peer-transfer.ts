@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { PeerId } from '@libp2p/interface';
-import { isDigest, type BlobResolver, type Digest, type Logger } from '@peerpull/common';
+import { isDigest, type BlobHandle, type BlobResolver, type Digest, type Logger } from '@peerpull/common';
 import { UploadSlots } from './upload-slots.ts';
 
 /**
@@ -64,6 +64,20 @@ export function parsePeerBlobRequest(raw: unknown): PeerBlobRequest {
   return { digest: r.digest, offset: r.offset, head: r.head === true, insist: r.insist === true };
 }
 
+/** How long a node fed by the seed waits for its first bytes before telling a peer it has none (below the requester's 2 s header deadline). */
+const FIRST_BYTES_WAIT_MS = 1_000;
+const FIRST_BYTES_POLL_MS = 20;
+
+/** Waits until the handle has bytes past `offset`; false after `timeoutMs`. */
+async function bytesBeyond(handle: BlobHandle, offset: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (handle.available() <= offset) {
+    if (performance.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, FIRST_BYTES_POLL_MS));
+  }
+  return true;
+}
+
 /** Bytes for one requester; `finish` must be called once when the transport is done with them. */
 export interface PeerUpload {
   header: Extract<PeerBlobHeader, { status: 'ok' }>;
@@ -102,9 +116,9 @@ export class PeerBlobServing {
   }
 
   async answer(request: PeerBlobRequest, peer: string, transport: PeerTransportName): Promise<PeerBlobRefusal | Extract<PeerBlobHeader, { status: 'ok' }> | PeerUpload> {
-    const handle = await this.#opts.blobs.localOrInflight(request.digest);
+    let handle = await this.#opts.blobs.localOrInflight(request.digest);
     if (!handle) return { status: 'not-found' };
-    const complete = handle.source === 'local';
+    let complete = handle.source === 'local';
     if (request.head) return { status: 'ok', size: handle.size ?? null, complete };
     const refusal = this.#slots.refusal(peer, request.insist === true);
     if (refusal === 'peer-limit') {
@@ -116,7 +130,20 @@ export class PeerBlobServing {
     // Still downloading and nothing past the requester's offset yet: in a burst every node announces
     // a blob as it starts, so two nodes would otherwise stream it from each other and both wait.
     // Not "busy" (which keeps the requester off the seed): the seed is where these bytes come from.
-    if (!complete && handle.available() <= request.offset) return { status: 'not-found', message: 'no bytes yet' };
+    // Except when this node's bytes come from outside the peers (the seed named it as a recipient):
+    // no such cycle can form, and its first bytes are a round trip away, so wait for them briefly.
+    if (!complete && handle.available() <= request.offset) {
+      const feeding = handle.streamingFrom?.();
+      const fedFromOutside = feeding === 'seed' || feeding === 'upstream';
+      if (!fedFromOutside || !(await bytesBeyond(handle, request.offset, FIRST_BYTES_WAIT_MS))) return { status: 'not-found', message: 'no bytes yet' };
+      // The size is known now (the source answered): take a fresh handle. Others may have taken the upload slots meanwhile.
+      handle = await this.#opts.blobs.localOrInflight(request.digest);
+      if (!handle) return { status: 'not-found' };
+      complete = handle.source === 'local';
+      const again = this.#slots.refusal(peer, request.insist === true);
+      if (again === 'busy') return { status: 'busy' };
+      if (again === 'peer-limit') return request.insist ? { status: 'not-found', message: 'per-peer upload limit' } : { status: 'busy' };
+    }
     if (handle.size !== undefined && request.offset > handle.size) return { status: 'bad-request', message: 'offset beyond the end' };
     const release = this.#slots.take(peer);
     let finished = false;

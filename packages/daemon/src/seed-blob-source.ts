@@ -1,4 +1,4 @@
-import { SourceBusyError, type BlobLocator, type BlobSource, type OpenOptions, type SourceBody } from '@peerpull/common';
+import { PROVIDERS_HEADER, SourceBusyError, type BlobLocator, type BlobSource, type OpenOptions, type SourceBody } from '@peerpull/common';
 import type { SeedClient } from './seed-client.ts';
 
 /** Blobs from the cluster's seeds: the digest's preferred seed first, the others if it fails. */
@@ -37,7 +37,11 @@ export class SeedBlobSource implements BlobSource {
       }
       await res.body.dump().catch(() => undefined);
       // Not the next seed: that would fetch the blob upstream a second time.
-      if (res.headers['x-peerpull-busy'] !== undefined) throw new SourceBusyError('seed is already uploading this blob to other nodes');
+      if (res.headers['x-peerpull-busy'] !== undefined) {
+        const named = res.headers[PROVIDERS_HEADER];
+        const providers = typeof named === 'string' ? named.split(',').filter(Boolean).slice(0, 8) : [];
+        throw new SourceBusyError(`seed is already uploading this blob to other nodes${providers.length ? ` (${providers.length} named)` : ''}`, providers);
+      }
       // A seed that answers 404 is a pull-through cache that could not get it: the others won't either.
       if (res.statusCode === 404) return undefined;
       lastError = new Error(`seed ${seed.origin} answered ${res.statusCode}`);

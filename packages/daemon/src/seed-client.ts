@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Agent, type Dispatcher } from 'undici';
-import type { Logger, MirrorMetrics, UpstreamRegistry } from '@peerpull/common';
+import { PEER_HEADER, type Logger, type MirrorMetrics, type UpstreamRegistry } from '@peerpull/common';
 
 export interface SeedClientOptions {
   seeds: string[];
@@ -41,6 +41,8 @@ export class SeedClient {
   readonly #responseTimeoutMs: number;
   readonly #cooldownMs: number;
   readonly #peerCapable: boolean;
+  /** This node's libp2p peer id, sent with every request: a busy seed names its recipients to the others. */
+  #peerId: string | undefined;
 
   constructor(opts: SeedClientOptions) {
     this.#seeds = opts.seeds.map((s) => ({ url: new URL(s.replace(/\/+$/, '')), downUntil: 0 }));
@@ -59,6 +61,11 @@ export class SeedClient {
       keepAliveTimeout: 30_000,
     });
     for (const seed of this.#seeds) this.#metrics.seedUp.set({ seed: seed.url.origin }, 1);
+  }
+
+  /** Known once the P2P node started (after this client is built). */
+  set peerId(id: string) {
+    this.#peerId = id;
   }
 
   get size(): number {
@@ -101,7 +108,7 @@ export class SeedClient {
         origin: seed.origin,
         path: `${seed.pathname.replace(/\/$/, '')}${opts.path}?ns=${encodeURIComponent(registry.host)}`,
         method: opts.method,
-        headers: { 'user-agent': 'peerpull-daemon', ...(this.#peerCapable ? { 'x-peerpull-p2p': '1' } : {}), ...opts.headers },
+        headers: { 'user-agent': 'peerpull-daemon', ...(this.#peerCapable ? { 'x-peerpull-p2p': '1' } : {}), ...(this.#peerCapable && this.#peerId ? { [PEER_HEADER]: this.#peerId } : {}), ...opts.headers },
         signal,
       });
       if (res.statusCode >= 500 && res.headers['x-peerpull-busy'] === undefined) this.markDown(seed, `HTTP ${res.statusCode}`);
