@@ -198,6 +198,8 @@ describe('mirror: skopeo and containerd pull through peerpull daemon', () => {
     // The last byte goes out once the digest verified; the fsync + rename into the store follow.
     assert.ok(await waitUntil(() => fs.existsSync(storedBlobPath(dS.dataDir, layer.digest))), 'stored after the GET');
     assert.equal(fileDigest(storedBlobPath(dS.dataDir, layer.digest)), layer.digest);
+    // The fetch settles (metadata written) just after the rename: until then HEAD still names the fetch's source.
+    assert.ok(await waitUntil(async () => (await rawRequest(dS.host, 'HEAD', `/v2/library/head-only/blobs/${layer.digest}`)).headers['x-peerpull-source'] === 'local'), 'HEAD answered locally once stored');
     await resetLog(reg);
     const cached = await rawRequest(dS.host, 'HEAD', `/v2/library/head-only/blobs/${layer.digest}`);
     assert.equal(cached.status, 200);
