@@ -115,18 +115,24 @@ export class PeerBlobServing {
     return this.#slots.active;
   }
 
-  async answer(request: PeerBlobRequest, peer: string, transport: PeerTransportName): Promise<PeerBlobRefusal | Extract<PeerBlobHeader, { status: 'ok' }> | PeerUpload> {
-    let handle = await this.#opts.blobs.localOrInflight(request.digest);
-    if (!handle) return { status: 'not-found' };
-    let complete = handle.source === 'local';
-    if (request.head) return { status: 'ok', size: handle.size ?? null, complete };
+  /** The answer when no upload slot is free for this peer now, else undefined. */
+  #refusal(request: PeerBlobRequest, peer: string): PeerBlobRefusal | undefined {
     const refusal = this.#slots.refusal(peer, request.insist === true);
     if (refusal === 'peer-limit') {
       this.#opts.onPeerLimit?.(peer, this.#slots.perPeerLimit);
       // Insisting means it was told "busy" everywhere: "not found" sends it on to the seed instead.
       return request.insist ? { status: 'not-found', message: 'per-peer upload limit' } : { status: 'busy' };
     }
-    if (refusal === 'busy') return { status: 'busy' };
+    return refusal === 'busy' ? { status: 'busy' } : undefined;
+  }
+
+  async answer(request: PeerBlobRequest, peer: string, transport: PeerTransportName): Promise<PeerBlobRefusal | Extract<PeerBlobHeader, { status: 'ok' }> | PeerUpload> {
+    let handle = await this.#opts.blobs.localOrInflight(request.digest);
+    if (!handle) return { status: 'not-found' };
+    let complete = handle.source === 'local';
+    if (request.head) return { status: 'ok', size: handle.size ?? null, complete };
+    const refused = this.#refusal(request, peer);
+    if (refused) return refused;
     // Still downloading and nothing past the requester's offset yet: in a burst every node announces
     // a blob as it starts, so two nodes would otherwise stream it from each other and both wait.
     // Not "busy" (which keeps the requester off the seed): the seed is where these bytes come from.
@@ -140,9 +146,8 @@ export class PeerBlobServing {
       handle = await this.#opts.blobs.localOrInflight(request.digest);
       if (!handle) return { status: 'not-found' };
       complete = handle.source === 'local';
-      const again = this.#slots.refusal(peer, request.insist === true);
-      if (again === 'busy') return { status: 'busy' };
-      if (again === 'peer-limit') return request.insist ? { status: 'not-found', message: 'per-peer upload limit' } : { status: 'busy' };
+      const refusedNow = this.#refusal(request, peer);
+      if (refusedNow) return refusedNow;
     }
     if (handle.size !== undefined && request.offset > handle.size) return { status: 'bad-request', message: 'offset beyond the end' };
     const release = this.#slots.take(peer);

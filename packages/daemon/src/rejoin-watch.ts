@@ -20,22 +20,21 @@ const MIN_INTERVAL_MS = 60_000;
 export function watchRejoins(
   libp2p: PeerEvents,
   onRejoin: (peers: number) => void,
-  opts: { watched: (peer: string) => boolean; now?: () => number },
+  opts: { watched: (peer: string) => boolean },
 ): () => void {
-  const now = opts.now ?? Date.now;
   const lost = new Set<string>();
   let returned = 0;
   let timer: NodeJS.Timeout | undefined;
   let lastCall = Number.NEGATIVE_INFINITY;
   const fire = (): void => {
     timer = undefined;
-    const wait = lastCall + MIN_INTERVAL_MS - now();
+    const wait = lastCall + MIN_INTERVAL_MS - Date.now();
     if (wait > 0) {
       timer = setTimeout(fire, wait);
       timer.unref();
       return;
     }
-    lastCall = now();
+    lastCall = Date.now();
     const peers = returned;
     returned = 0;
     onRejoin(peers);
