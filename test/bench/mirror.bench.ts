@@ -15,7 +15,8 @@
 // 1 when something failed (bad digest, error status, upstream traffic where there must be none).
 //
 // Environment: BENCH_REPS (default 3), BENCH_CLIENTS (100), BENCH_LINK (`1gbit,5ms`; `off` skips it),
-// BENCH_BUDGET_S (150: optional repetitions are skipped past it), BENCH_DAEMON_ENV (space-separated
+// BENCH_BUDGET_S (150: optional repetitions are skipped past it), BENCH_LAUNCHER (1: the daemon runs
+// through deploy/bin/peerpull, as installs run it; 0: plain node), BENCH_DAEMON_ENV (space-separated
 // K=V for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072), BENCH_DAEMON_NODE_OPTIONS (e.g. --cpu-prof
 // --cpu-prof-dir=/tmp/prof), BENCH_ECHO=1 (daemon output on stderr).
 import fs from 'node:fs';
@@ -148,6 +149,8 @@ async function startDaemon(registry: Registry, upstreamUrl = registry.url): Prom
   return startPeerpull({
     registries: [upstreamUrl === registry.url ? registryEntry(registry) : `${registry.host}=${upstreamUrl}`],
     defaultRegistry: registry.host,
+    // As deployed: through deploy/bin/peerpull (its allocator and V8 settings); BENCH_LAUNCHER=0 runs plain node.
+    launcher: process.env.BENCH_LAUNCHER !== '0',
     env: daemonEnv(),
     echo: process.env.BENCH_ECHO === '1',
   });
