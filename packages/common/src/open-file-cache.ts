@@ -23,15 +23,21 @@ interface Entry {
  * the time to first byte) of serving small cached blobs under load. Reads use positions
  * (pread), so one fd serves any number of readers. Idle fds are bounded in number and age, and
  * an fd is closed only when nobody borrows it, so a read never hits a reused fd number.
+ *
+ * The idle bound is well above the distinct blobs a node reads in a burst (a 64-entry cache
+ * thrashed on 200 small layers: every request paid an open and a close again) and far below
+ * the fd limit Node raises itself to at start (the hard limit, 512Ki+ on common distributions).
  */
 export class OpenFileCache {
   readonly #entries = new Map<string, Entry>();
+  /** Open entries nobody borrows, least recently released first (Map keeps insertion order). */
+  readonly #idle = new Map<string, Entry>();
   readonly #maxIdle: number;
   readonly #idleMs: number;
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(opts: { maxIdle?: number; idleMs?: number } = {}) {
-    this.#maxIdle = opts.maxIdle ?? 64;
+    this.#maxIdle = opts.maxIdle ?? 1024;
     this.#idleMs = opts.idleMs ?? 10_000;
   }
 
@@ -60,6 +66,7 @@ export class OpenFileCache {
       );
     }
     entry.refs++;
+    this.#idle.delete(key);
     let fd: number;
     try {
       fd = await entry.opened;
@@ -89,6 +96,7 @@ export class OpenFileCache {
     if (!entry) return;
     entry.retired = true;
     this.#entries.delete(key);
+    this.#idle.delete(key);
     this.#closeIfDone(entry);
   }
 
@@ -105,6 +113,8 @@ export class OpenFileCache {
       this.#close(entry);
       return;
     }
+    this.#idle.delete(entry.key);
+    this.#idle.set(entry.key, entry);
     this.#trimIdle();
     this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(1_000, this.#idleMs / 2)).unref();
   }
@@ -114,24 +124,23 @@ export class OpenFileCache {
     if (fd === undefined) return;
     entry.fd = undefined;
     if (this.#entries.get(entry.key) === entry) this.#entries.delete(entry.key);
+    if (this.#idle.get(entry.key) === entry) this.#idle.delete(entry.key);
     close(fd, () => undefined);
   }
 
-  #idle(): Entry[] {
-    return [...this.#entries.values()].filter((e) => e.refs === 0 && e.fd !== undefined);
-  }
-
   #trimIdle(): void {
-    const idle = this.#idle();
-    if (idle.length <= this.#maxIdle) return;
-    idle.sort((a, b) => a.idleSince - b.idleSince);
-    for (const entry of idle.slice(0, idle.length - this.#maxIdle)) this.#close(entry);
+    for (const entry of this.#idle.values()) {
+      if (this.#idle.size <= this.#maxIdle) break;
+      this.#close(entry);
+    }
   }
 
   #sweep(): void {
     const cutoff = Date.now() - this.#idleMs;
-    const idle = this.#idle();
-    for (const entry of idle) if (entry.idleSince <= cutoff) this.#close(entry);
+    for (const entry of this.#idle.values()) {
+      if (entry.idleSince > cutoff) break; // the rest were released later
+      this.#close(entry);
+    }
     if (this.#entries.size === 0 && this.#sweeper) {
       clearInterval(this.#sweeper);
       this.#sweeper = undefined;

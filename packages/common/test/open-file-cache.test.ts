@@ -81,6 +81,25 @@ describe('OpenFileCache', () => {
     cache.closeAll();
   });
 
+  test('the fd released longest ago is closed first; a reused one counts as recent again', async () => {
+    const cache = new OpenFileCache({ maxIdle: 2 });
+    const borrow = async (name: string): Promise<number> => {
+      const r = await cache.acquire(name, join(dir, name));
+      r.release();
+      return r.fd;
+    };
+    for (const name of ['d1', 'd2', 'd3']) file(name, name);
+    const d1 = await borrow('d1');
+    const d2 = await borrow('d2');
+    assert.equal(await borrow('d1'), d1, 'still open: no new fd');
+    await borrow('d3');
+    await sleep(50);
+    assert.equal(cache.size, 2);
+    assert.equal(isOpen(d2), false, 'd2 was released longest ago');
+    assert.equal(await borrow('d1'), d1, 'd1 stayed open');
+    cache.closeAll();
+  });
+
   test('a file that cannot be opened rejects and leaves nothing behind', async () => {
     const cache = new OpenFileCache();
     await assert.rejects(cache.acquire('missing', join(dir, 'missing')), { code: 'ENOENT' });
