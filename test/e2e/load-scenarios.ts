@@ -54,7 +54,8 @@ export class LoadRig {
     ]);
     await Promise.all([pushImage(this.big, `${this.reg.host}/library/big:v1`), pushImage(this.many, `${this.reg.host}/library/many:v1`)]);
     this.upstream = await ScriptedUpstream.start(this.reg.url);
-    this.daemon = await startPeerpull({ registries: [`${this.upstream.host}=${this.upstream.url}`], ...(opts.daemonEnv ? { env: opts.daemonEnv } : {}) });
+    // As installs run it (deploy/bin/peerpull: its allocator and V8 settings), since memory and latency are measured.
+    this.daemon = await startPeerpull({ registries: [`${this.upstream.host}=${this.upstream.url}`], launcher: true, ...(opts.daemonEnv ? { env: opts.daemonEnv } : {}) });
   }
 
   async teardown(): Promise<void> {

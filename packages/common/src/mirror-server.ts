@@ -1,6 +1,6 @@
 import { access, constants } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { ContentStore } from './content-store.ts';
 import { OciError } from './oci-error.ts';
@@ -32,7 +32,8 @@ export async function createMirrorServer(opts: MirrorServerOptions): Promise<Fas
       connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(clientTimeoutMs / 10))),
     },
     loggerInstance: opts.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Our own one line per request (registry-api's onResponse hook) replaces Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
     return503OnClosing: true,
     bodyLimit: 64 * 1024,

@@ -100,6 +100,9 @@ export async function registryApi(app: FastifyInstance, opts: RegistryApiOptions
   app.addHook('onResponse', async (req, reply) => {
     const pull = req.pull;
     if (!pull?.kind) return;
+    // Serve first, account after: in a burst, the requests already waiting in this event-loop turn
+    // get their first bytes before the finished ones are counted and logged.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const result = reply.statusCode < 400 ? 'hit' : reply.statusCode === 404 ? 'miss' : 'error';
     opts.metrics.requests.inc({ registry: pull.registry ?? '', kind: pull.kind, result, source: pull.source ?? 'none' });
     if (pull.bytes && req.method === 'GET' && reply.statusCode < 300) {
