@@ -128,6 +128,13 @@ export class PeerNode {
     datastore.self = libp2p.peerId.toString();
     const node = new PeerNode(libp2p, config, datastore, refusals);
     libp2p.addEventListener('peer:connect', (event) => config.logger.debug({ peer: event.detail.toString() }, 'peer connected'));
+    libp2p.addEventListener('peer:disconnect', (event) => config.logger.debug({ peer: event.detail.toString() }, 'peer disconnected'));
+    // Per connection too: a peer can hold a dead connection and a new one at once (a partition's end), which the peer events do not show.
+    for (const type of ['connection:open', 'connection:close'] as const) {
+      libp2p.addEventListener(type, ({ detail: c }) => {
+        config.logger.trace({ peer: c.remotePeer.toString(), id: c.id, direction: c.direction, open: libp2p.getConnections(c.remotePeer).length }, type === 'connection:open' ? 'connection opened' : 'connection closed');
+      });
+    }
     config.logger.info(
       { peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String), cluster: config.clusterKey.fingerprint(), limits },
       'p2p node started',

@@ -8,6 +8,7 @@ import {
   type MirrorMetrics,
   type PeerLimits,
 } from '@peerpull/common';
+import type { PeerId } from '@libp2p/interface';
 import { PeerNode } from '@peerpull/common/peer';
 import { BlobServer, Libp2pTransfer } from './blob-protocol.ts';
 import { PeerBlobSource } from './peer-blob-source.ts';
@@ -42,6 +43,8 @@ export interface DaemonPeerConfig {
 }
 
 const CONNECT_TIMEOUT_MS = 2_000;
+/** How long a seed that may be back (see watchRejoins) has to answer a ping. */
+const REJOIN_PING_TIMEOUT_MS = 5_000;
 
 export interface ProviderReport {
   digest: Digest;
@@ -158,10 +161,13 @@ export class DaemonPeer {
     for (const { key } of await store.listTags()) this.routing.provideTag(key);
     // A seed back after a partition (or a seed restart): the DHT servers we could not reach (or the
     // restarted seed) hold none of our recent records; announce them again.
-    this.#stopRejoinWatch = watchRejoins(this.node.libp2p, (peers) => {
+    this.#stopRejoinWatch = watchRejoins<PeerId>(this.node.libp2p, (peers) => {
       this.#logger.info({ peers }, 'peers that were gone are back: re-providing');
       void this.routing.reprovideAll();
-    }, { watched: (peer) => this.node.isBootstrapPeer(peer) });
+    }, {
+      watched: (peer) => this.node.isBootstrapPeer(peer),
+      ping: (peer) => this.node.libp2p.services.ping.ping(peer, { signal: AbortSignal.timeout(REJOIN_PING_TIMEOUT_MS) }),
+    });
   }
 
   collectMetrics(): void {
