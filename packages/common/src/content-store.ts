@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { Level } from 'level';
 import type { Logger } from 'pino';
@@ -9,6 +9,7 @@ import { BlobIngest, DigestMismatchError } from './blob-ingest.ts';
 import { digestHex, isDigest, sha256Digest, type Digest } from './digest.ts';
 import { FileRangeStream } from './file-range-stream.ts';
 import { OpenFileCache } from './open-file-cache.ts';
+import { SmallContentCache } from './small-content-cache.ts';
 
 export type ContentKind = 'blob' | 'manifest';
 
@@ -56,6 +57,9 @@ export class ContentStore extends EventEmitter {
   readonly #leases = new Map<Digest, number>();
   readonly #dirtyAccess = new Set<Digest>();
   readonly #openFiles = new OpenFileCache();
+  readonly #small = new SmallContentCache();
+  /** Small content being read into #small (once per digest at a time). */
+  readonly #smallLoading = new Set<Digest>();
   #maxBytes: number;
   #totalBytes = 0;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -127,10 +131,14 @@ export class ContentStore extends EventEmitter {
     const info = this.#index.get(digest);
     if (!info) throw new Error(`${digest} is not in the store`);
     this.#touch(info);
+    const last = end ?? info.size - 1;
+    const inMemory = this.#small.get(digest);
+    if (inMemory) return bufferStream(inMemory.subarray(start, last + 1));
+    if (this.#small.fits(info.size)) this.#loadSmall(info);
     this.#lease(digest);
     // Piped into an HTTP response, it reads into pooled buffers (no per-read garbage).
     const path = this.blobPath(digest);
-    const stream = new FileRangeStream({ name: path, acquire: () => this.#openFiles.acquire(digest, path) }, start, end ?? info.size - 1);
+    const stream = new FileRangeStream({ name: path, acquire: () => this.#openFiles.acquire(digest, path) }, start, last);
     stream.once('close', () => this.#release(digest));
     stream.once('error', (err) => {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') void this.remove(digest, 'file missing');
@@ -143,8 +151,12 @@ export class ContentStore extends EventEmitter {
     const info = this.#index.get(digest);
     if (!info) throw new Error(`${digest} is not in the store`);
     this.#touch(info);
+    const inMemory = this.#small.get(digest);
+    if (inMemory) return inMemory;
     try {
-      return await readFile(this.blobPath(digest));
+      const data = await readFile(this.blobPath(digest));
+      if (data.length === info.size && this.#index.get(digest) === info) this.#small.set(digest, data);
+      return data;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') await this.remove(digest, 'file missing');
       throw err;
@@ -187,6 +199,7 @@ export class ContentStore extends EventEmitter {
     this.#totalBytes -= info.size;
     this.#dirtyAccess.delete(digest);
     this.#openFiles.retire(digest);
+    this.#small.delete(digest);
     await unlink(this.blobPath(digest)).catch(() => undefined);
     await this.#db.del(`c!${digest}`).catch(() => undefined);
     this.#logger.info({ digest, size: info.size, reason }, 'removed from store');
@@ -250,6 +263,8 @@ export class ContentStore extends EventEmitter {
     await this.#db.put(`c!${ingest.digest}`, JSON.stringify(info));
     this.#index.set(ingest.digest, info);
     this.#totalBytes += info.size;
+    // Copied into memory now, after the fetch, rather than by the first read of the next burst.
+    if (this.#small.fits(info.size)) this.#loadSmall(info);
     this.emit('added', info);
     if (this.#totalBytes > this.#maxBytes) {
       // Protect the blob just written: its readers may not have leased it yet.
@@ -281,6 +296,19 @@ export class ContentStore extends EventEmitter {
     }
     for (const orphan of records.keys()) await this.#db.del(`c!${orphan}`);
     this.#logger.info({ entries: this.#index.size, bytes: this.#totalBytes }, 'content store loaded');
+  }
+
+  /** Reads small content into memory in the background; the current request streams from the file. */
+  #loadSmall(info: ContentInfo): void {
+    if (this.#smallLoading.has(info.digest)) return;
+    this.#smallLoading.add(info.digest);
+    readFile(this.blobPath(info.digest))
+      .then((data) => {
+        // Only what is still the stored content, whole (a removal may have raced the read).
+        if (data.length === info.size && this.#index.get(info.digest) === info) this.#small.set(info.digest, data);
+      })
+      .catch(() => undefined) // the file request itself reports a missing file
+      .finally(() => this.#smallLoading.delete(info.digest));
   }
 
   #touch(info: ContentInfo): void {
@@ -317,4 +345,18 @@ async function syncDir(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** A stream of bytes already in memory: one chunk, no I/O. */
+function bufferStream(chunk: Buffer): Readable {
+  let sent = false;
+  return new Readable({
+    read() {
+      if (!sent) {
+        sent = true;
+        if (chunk.length > 0) this.push(chunk);
+      }
+      this.push(null);
+    },
+  });
 }

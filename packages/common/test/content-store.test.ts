@@ -127,6 +127,24 @@ describe('ContentStore', () => {
     }
   });
 
+  test('small content read once is served from memory after, and never after it was removed', async () => {
+    const store = await ContentStore.open({ dir: newDir(), maxBytes: 1e9, logger });
+    try {
+      const { data, digest } = blob(1000);
+      await store.putBuffer(digest, data, { kind: 'blob' });
+      const read = async (start?: number, end?: number): Promise<Buffer> => Buffer.concat(await store.openRead(digest, start, end).toArray());
+      assert.deepEqual(await read(), data, 'first read: from the file');
+      await new Promise((r) => setTimeout(r, 200)); // the copy into memory happens in the background
+      await unlink(store.blobPath(digest)); // a read from the file would fail now
+      assert.deepEqual(await read(), data, 'served from memory: the file is gone');
+      assert.deepEqual(await read(10, 19), data.subarray(10, 20), 'ranges too');
+      await store.remove(digest, 'test');
+      assert.throws(() => store.openRead(digest), /not in the store/);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('remove deletes file and record and emits removed', async () => {
     const dir = newDir();
     const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
