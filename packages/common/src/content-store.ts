@@ -133,7 +133,13 @@ export class ContentStore extends EventEmitter {
     this.#touch(info);
     const last = end ?? info.size - 1;
     const inMemory = this.#small.get(digest);
-    if (inMemory) return bufferStream(inMemory.subarray(start, last + 1));
+    if (inMemory) {
+      // Leased like a file read, so eviction's rule stays simple: nothing being read is removed.
+      this.#lease(digest);
+      const stream = bufferStream(inMemory.subarray(start, last + 1));
+      stream.once('close', () => this.#release(digest));
+      return stream;
+    }
     if (this.#small.fits(info.size)) this.#loadSmall(info);
     this.#lease(digest);
     // Piped into an HTTP response, it reads into pooled buffers (no per-read garbage).
