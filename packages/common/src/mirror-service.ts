@@ -21,6 +21,9 @@ import { UpstreamManifestSource } from './upstream-manifest-source.ts';
 import type { PullEvent } from './pull-report.ts';
 import { PEERPULL_VERSION } from './version.ts';
 
+/** Pending connections the mirror's listener queues (the kernel caps it at net.core.somaxconn). */
+const LISTEN_BACKLOG = 4096;
+
 /** Settings the daemon and the seed share. */
 export interface MirrorServiceConfig {
   listen: string;
@@ -161,7 +164,9 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
       ...(access ? { access } : {}),
     });
     await parts.extend?.(app, service);
-    await app.listen({ host: listen.host, port: listen.port });
+    // A burst of pod starts opens hundreds of connections at once; Node's default backlog (511) drops the
+    // rest of the SYNs and those clients wait out TCP's 1 s / 3 s retransmits. The kernel caps it at somaxconn.
+    await app.listen({ host: listen.host, port: listen.port, backlog: LISTEN_BACKLOG });
     if (metricsListen) {
       metricsServer = await startMetricsServer(metrics, metricsListen.host, metricsListen.port, () => {
         metrics.cacheBytes.set(store.totalBytes);
