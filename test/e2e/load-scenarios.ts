@@ -83,13 +83,13 @@ export class LoadRig {
   /**
    * Every layer of the many-layer image at once (distinct blobs), through a pool of `concurrency`
    * connections: new ones, or `agent`'s already open ones (containerd keeps its connections to a
-   * mirror open between requests).
+   * mirror open between requests). `baseUrl`: another server to ask the same (a benchmark's baseline).
    */
-  async manyBlobs(concurrency: number, agent?: http.Agent): Promise<{ results: Fetched[]; ms: number }> {
+  async manyBlobs(concurrency: number, agent?: http.Agent, baseUrl = this.daemon.url): Promise<{ results: Fetched[]; ms: number }> {
     const layers = this.many.manifests[0]!.layers;
     const pool = agent ?? new http.Agent({ keepAlive: true, maxSockets: concurrency });
     const started = performance.now();
-    const results = await Promise.all(layers.map((l) => fetchBlob(`${this.daemon.url}/v2/library/many/blobs/${l.digest}`, pool)));
+    const results = await Promise.all(layers.map((l) => fetchBlob(`${baseUrl}/v2/library/many/blobs/${l.digest}`, pool)));
     const ms = performance.now() - started;
     if (!agent) pool.destroy();
     return { results, ms };
