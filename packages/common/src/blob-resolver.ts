@@ -222,6 +222,17 @@ export class BlobResolver {
     return false;
   }
 
+  /** Marks a digest tainted; entries are kept in time order, so expired ones are dropped from the front. */
+  #taint(digest: Digest): void {
+    const now = Date.now();
+    this.#tainted.delete(digest);
+    this.#tainted.set(digest, now);
+    for (const [d, at] of this.#tainted) {
+      if (now - at < TAINT_MS) break;
+      this.#tainted.delete(d);
+    }
+  }
+
   /** The blob if it is stored or being fetched right now; never starts a fetch (peers asking us). */
   async localOrInflight(digest: Digest): Promise<BlobHandle | undefined> {
     const local = this.#localHandle(digest);
@@ -398,7 +409,7 @@ export class BlobResolver {
       if (!newHints) await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
       insist = performance.now() >= busyUntil;
     }
-    if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#tainted.set(locator.digest, Date.now());
+    if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#taint(locator.digest);
     await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
     this.#logger.warn({ digest: locator.digest, written: ingest.written, err: ingest.error?.message }, 'blob fetch failed at every source');
   }
@@ -409,7 +420,7 @@ export class BlobResolver {
     this.#logFinished(ingest, locator, started, attempts);
     // Only bad bytes blame the sources: a store that failed to save (closing, disk) is not their fault.
     if (ingest.state !== 'failed' || !(ingest.error instanceof DigestMismatchError)) return;
-    this.#tainted.set(locator.digest, Date.now());
+    this.#taint(locator.digest);
     const contributors = [...ingest.bytesBySource.keys()];
     for (const source of this.#sources) {
       if (contributors.includes(source.name)) source.reportCorrupt?.(locator);

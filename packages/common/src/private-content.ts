@@ -58,7 +58,11 @@ interface Line {
 export class PrivateContentGuard implements ContentAccess {
   readonly #opts: Required<Omit<PrivateContentOptions, 'now'>> & { now: () => number };
   readonly #file: string;
-  /** digest → `registry/repository` → when the claim was last confirmed (0: recorded, never re-checked since start). */
+  /**
+   * digest → `registry/repository` → when the claim was last confirmed (0: recorded, never re-checked since start).
+   * Claims outlive the blobs' eviction on purpose: a request for a private digest under another repository
+   * is then still checked upstream before any source (a peer, the seed) is asked for the bytes.
+   */
   readonly #claims = new Map<string, Map<string, number>>();
 
   private constructor(opts: PrivateContentOptions) {

@@ -1,4 +1,4 @@
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -231,6 +231,15 @@ describe('BlobResolver', () => {
     await waitFor(() => r.inflight === 0);
     assert.equal(store.has(DIGEST), false);
     assert.deepEqual(await readdir(join(store.dir, 'tmp')), []);
+    // Clients may hold a bad prefix: for 10 minutes a Range request gets the whole blob, then Ranges are honoured again.
+    assert.equal(r.mustResendWhole(DIGEST), true);
+    mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    try {
+      mock.timers.tick(10 * 60_000);
+      assert.equal(r.mustResendWhole(DIGEST), false);
+    } finally {
+      mock.timers.reset();
+    }
   });
 
   test('a source announcing a different size mid-blob is dropped without an unhandled stream error', async () => {
