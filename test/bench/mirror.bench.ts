@@ -21,6 +21,7 @@
 // through deploy/bin/peerpull, as installs run it; 0: plain node), BENCH_DAEMON_ENV (space-separated
 // K=V for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072), BENCH_DAEMON_NODE_OPTIONS (e.g. --cpu-prof
 // --cpu-prof-dir=/tmp/prof), BENCH_ECHO=1 (daemon output on stderr).
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -204,10 +205,21 @@ function memoryTouchCost(): { freshSecondsPerGB: number; warmSecondsPerGB: numbe
   return { freshSecondsPerGB: fresh * perGB, warmSecondsPerGB: warm * perGB };
 }
 
+/** CPU-seconds per GB of SHA-256 on this machine (OpenSSL, as the daemon hashes), on bytes already in memory. */
+function sha256SecondsPerGB(): number {
+  const b = Buffer.alloc(64 * MiB, 7);
+  crypto.createHash('sha256').update(b).digest(); // warm-up
+  const rounds = 4;
+  const t0 = performance.now();
+  for (let i = 0; i < rounds; i++) crypto.createHash('sha256').update(b).digest();
+  return (performance.now() - t0) / 1000 / ((rounds * b.length) / 1e9);
+}
+
 // ---- the benchmark ----------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
   const memory = memoryTouchCost();
+  const hashSecondsPerGB = sha256SecondsPerGB();
   const busy = cpuBusyMeter();
   const loadAtStart = os.loadavg();
   log(`node ${process.version}, ${os.cpus().length} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, load ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}; reps=${REPS}, clients=${CLIENTS}`);
@@ -394,6 +406,9 @@ async function main(): Promise<number> {
   const coldCpuM = medianCpu(coldCpu);
   const floor = (c: CpuSplit): number => (c.registry + c.client + c.daemon) / ncpu;
   const coldDaemonCpuPerGB = coldCpuM.daemon / (imageBytes / 1e9);
+  // Any cache that verifies what it stores must at least hash every byte, on top of the registry's and the
+  // client's work in a direct pull: that sum over the CPUs is the least time a cold pull can take here.
+  const verifyingFloor = (directCpuM.registry + directCpuM.client + (hashSecondsPerGB * imageBytes) / 1e9) / ncpu;
   const cpuText = (c: CpuSplit): string => `registry ${ms(c.registry)} + client ${ms(c.client)} + daemon ${ms(c.daemon)}`;
   const linkDirectS = median(linkDirect.map((s) => s.seconds));
   const linkColdS = median(linkCold.map((s) => s.seconds));
@@ -410,6 +425,7 @@ async function main(): Promise<number> {
     [`  CPU floor, direct (${ncpu} CPUs)`, ms(floor(directCpuM)), '', 'context'],
     [`  CPU floor, cold (${ncpu} CPUs)`, ms(floor(coldCpuM)), `${(floor(coldCpuM) / directS).toFixed(2)}x direct`, 'context'],
     ['  daemon CPU, cold pulls', `${coldDaemonCpuPerGB.toFixed(2)} CPU-s/GB`, '', 'context'],
+    ['  floor for any verifying cache (hash only)', ms(verifyingFloor), `${(verifyingFloor / directS).toFixed(2)}x direct`, 'context'],
   ];
   if (linkCold.length > 0) {
     rows.push(
@@ -446,12 +462,13 @@ async function main(): Promise<number> {
       cpuBusyDuringRun: round(busyFraction, 3),
       memoryFirstTouchSecondsPerGB: round(memory.freshSecondsPerGB),
       memoryRewriteSecondsPerGB: round(memory.warmSecondsPerGB),
+      sha256SecondsPerGB: round(hashSecondsPerGB),
     },
     command: 'pnpm bench:mirror',
     env: { BENCH_REPS: REPS, BENCH_CLIENTS: CLIENTS, BENCH_LINK: LINK, BENCH_DAEMON_ENV: process.env.BENCH_DAEMON_ENV ?? '' },
     image: { layers: IMAGE.layers, bytesPerPull: imageBytes, blobs: blobCount, bigBlobBytes: bigLayer.size, manifestDigest: manifest.digest },
     direct: { medianSeconds: round(directS, 4), MBps: round(mbps(imageBytes, directS), 1), samples: direct, registryCpuSecondsPerGB: round(registryCpuPerGB), cpuSeconds: directCpuM, cpuFloorSeconds: round(floor(directCpuM), 4) },
-    cold: { medianSeconds: round(coldS, 4), MBps: round(mbps(imageBytes, coldS), 1), samples: cold, upstreamBlobGetsPerPull: coldUpstreamBlobGets, firstAfterStart, cpuSeconds: coldCpuM, cpuFloorSeconds: round(floor(coldCpuM), 4), daemonCpuSecondsPerGB: round(coldDaemonCpuPerGB) },
+    cold: { medianSeconds: round(coldS, 4), MBps: round(mbps(imageBytes, coldS), 1), samples: cold, upstreamBlobGetsPerPull: coldUpstreamBlobGets, firstAfterStart, cpuSeconds: coldCpuM, cpuFloorSeconds: round(floor(coldCpuM), 4), verifyingCacheFloorSeconds: round(verifyingFloor, 4), daemonCpuSecondsPerGB: round(coldDaemonCpuPerGB) },
     warm: { medianSeconds: round(warmS, 4), MBps: round(warmMBps, 1), samples: warm, daemonCpuSeconds: round(warmCpu, 2), cpuSecondsPerGB: round(warmCpuPerGB) },
     fanOut: { runs: fanOut, medianAggregateMBps: fanOutMBps, cpuSecondsPerGB: fanOutCpuPerGB, peakRssMB: peakRss, rssBeforeMB: rssBefore, daemonVmHWMMB: round(daemonHwmMB, 1) },
     link: link ? { config: LINK, direct: { medianSeconds: round(linkDirectS, 4), samples: linkDirect }, cold: { medianSeconds: round(linkColdS, 4), samples: linkCold } } : null,
@@ -482,6 +499,7 @@ async function main(): Promise<number> {
       `fan-out per-client seconds (min/median/max): ${fanOut.map((f) => `${f.perClientSeconds.min}/${f.perClientSeconds.median}/${f.perClientSeconds.max}`).join('; ')}\n` +
       `daemon VmHWM at the end: ${daemonHwmMB.toFixed(0)} MB; upstream blob GETs per cold pull: ${coldUpstreamBlobGets.join(', ')}\n` +
       `CPU per pull (medians): direct ${cpuText(directCpuM)}; cold ${cpuText(coldCpuM)}. The floor is their sum / ${ncpu} CPUs: a pull cannot be faster here\n` +
+      `sha256 on this CPU: ${hashSecondsPerGB.toFixed(2)} s/GB; a cache that verifies every byte adds at least that to a direct pull's CPU (the "floor for any verifying cache" row)\n` +
       `memory on this machine: first touch ${memory.freshSecondsPerGB.toFixed(2)} s/GB, rewrite ${memory.warmSecondsPerGB.toFixed(2)} s/GB (a cold pull fills new page-cache pages; a direct pull reads warm ones)\n` +
       `machine: load ${loadAtStart[0]!.toFixed(2)} -> ${loadAtEnd[0]!.toFixed(2)}, CPUs ${(busyFraction * 100).toFixed(0)}% busy during the run (this benchmark included)\n` +
       busyNote +
