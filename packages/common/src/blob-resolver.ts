@@ -328,10 +328,13 @@ export class BlobResolver {
     let insist = false;
     // Peers a busy source named as receiving the blob: the next round asks them before any lookup.
     const hints: string[] = [];
+    let lastResort = false;
     rounds: for (;;) {
       let busy = false;
       let newHints = false;
-      for (const source of this.#sources) {
+      const roundStart = attempts.length;
+      let refused = false; // the upstream answered "unauthorized" or "rate-limited": an answer, not an outage
+      for (const source of lastResort ? this.#sources.filter((s) => s.searchesHarder) : this.#sources) {
         // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
         // will have it shortly; the ones after it (upstream) would cost another WAN fetch.
         if (busy) break;
@@ -346,7 +349,7 @@ export class BlobResolver {
           };
           let opened;
           try {
-            opened = await source.open(locator, offset, controller.signal, { insist, note: (d) => notes.push(d), ...(hints.length ? { hints } : {}) });
+            opened = await source.open(locator, offset, controller.signal, { insist, note: (d) => notes.push(d), ...(hints.length ? { hints } : {}), ...(lastResort ? { lastResort } : {}) });
           } catch (err) {
             lastError = err;
             tried(err instanceof SourceBusyError ? 'busy' : 'failed', (err as Error).message);
@@ -360,7 +363,10 @@ export class BlobResolver {
               break;
             }
             this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
-            if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) break;
+            if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) {
+              refused = true;
+              break;
+            }
             // A source that did not even answer within its deadline gets no second attempt: it would double the client's wait.
             if ((err as { cause?: { code?: string } }).cause?.code === 'UND_ERR_HEADERS_TIMEOUT') break;
             continue;
@@ -402,16 +408,33 @@ export class BlobResolver {
           }
         }
       }
-      if (!busy || insist) break;
-      // Someone has it but is shedding load (a seed already feeding peers, busy peers):
-      // by now other nodes provide it, so go round again, peers first. Named providers are
-      // asked at once: they are streaming it now, and each pause here delays the client.
-      if (!newHints) await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
-      insist = performance.now() >= busyUntil;
+      if (busy && !insist) {
+        // Someone has it but is shedding load (a seed already feeding peers, busy peers):
+        // by now other nodes provide it, so go round again, peers first. Named providers are
+        // asked at once: they are streaming it now, and each pause here delays the client.
+        if (!newHints) await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
+        insist = performance.now() >= busyUntil;
+        continue;
+      }
+      if (!busy && !refused && !lastResort && this.#worthALastResort(attempts.slice(roundStart))) {
+        lastResort = true;
+        continue;
+      }
+      break;
     }
     if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#taint(locator.digest);
     await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
     this.#logger.warn({ digest: locator.digest, written: ingest.written, err: ingest.error?.message }, 'blob fetch failed at every source');
+  }
+
+  /**
+   * After a round without bytes: a source that searches harder missed, and every other source failed
+   * rather than said "not found" (an unreachable seed and upstream). A clean 404 upstream stays a fast miss.
+   */
+  #worthALastResort(round: FetchAttempt[]): boolean {
+    const harder = new Set(this.#sources.filter((s) => s.searchesHarder).map((s) => s.name));
+    const others = round.filter((a) => !harder.has(a.source));
+    return round.some((a) => harder.has(a.source) && a.outcome === 'miss') && others.length > 0 && others.every((a) => a.outcome === 'failed' || a.outcome === 'broke');
   }
 
   /** After complete(): on a verification failure, blame the sources that sent bytes and retry once without them. */

@@ -27,6 +27,8 @@ export interface OpenOptions {
   note?: (detail: string) => void;
   /** Peers another source named as having the blob or receiving it (the seed's busy answer): ask them first. */
   hints?: readonly string[];
+  /** The last try before the client's 404: every other source failed (none said "not found"), so look harder. */
+  lastResort?: boolean;
 }
 
 /** A source that has the blob but sheds load: ask elsewhere first, then come back. */
@@ -55,4 +57,9 @@ export interface BlobSource {
   reportCorrupt?(locator: BlobLocator): void;
   /** The fetch of this blob is over (stored, discarded or failed): drop what was kept for reportCorrupt. */
   fetchEnded?(locator: BlobLocator): void;
+  /**
+   * Asked once more, with `lastResort`, when its quick answer was a miss and every other source failed
+   * without saying the blob does not exist: the seed and the upstream unreachable, as at an offline site.
+   */
+  readonly searchesHarder?: boolean;
 }

@@ -18,6 +18,11 @@ export const DAEMON_OPTIONS = {
     default: 3,
   },
   'peer-lookup-timeout': { type: 'duration', description: 'Budget to find a peer holding a blob before asking the seed', default: '300ms' },
+  'peer-lookup-last-resort': {
+    type: 'duration',
+    description: 'When the seed and the upstream both failed (an offline site), look for a peer this long once more before answering 404 (0: no second lookup; a clean 404 upstream never waits)',
+    default: '2s',
+  },
   'peer-transport': {
     type: 'string',
     description: 'How this node fetches blobs from peers: libp2p (noise-encrypted streams) or http (the HTTP data plane of peers that serve one: cluster-key authenticated, not encrypted, trusted networks only; other peers over libp2p)',

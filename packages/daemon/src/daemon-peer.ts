@@ -34,6 +34,8 @@ export interface DaemonPeerConfig {
   uploadLimitPerPeer: number;
   limits?: Partial<PeerLimits>;
   lookupBudgetMs: number;
+  /** One more, longer lookup when the seed and the upstream failed too (0: none). */
+  lastResortLookupMs: number;
   idleTimeoutMs: number;
   seeds: string[];
   /** How this node fetches from peers: libp2p streams, or HTTP from peers that serve it. */
@@ -102,6 +104,7 @@ export class DaemonPeer {
       routing: this.routing,
       logger,
       lookupBudgetMs: config.lookupBudgetMs,
+      lastResortLookupMs: config.lastResortLookupMs,
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       idleTimeoutMs: config.idleTimeoutMs,
       quarantineMs: 10 * 60_000,

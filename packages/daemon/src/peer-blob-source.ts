@@ -18,6 +18,8 @@ export interface PeerBlobSourceOptions {
   logger: Logger;
   /** Provider lookup budget; a miss moves on to the seed. */
   lookupBudgetMs: number;
+  /** Budget of one more lookup when the seed and the upstream failed too, before the client's 404 (0: none). */
+  lastResortLookupMs: number;
   /** Deadline to open a stream to a peer and get its answer. */
   connectTimeoutMs: number;
   /** A peer that sends nothing for this long is dropped and the transfer resumes elsewhere. */
@@ -42,8 +44,12 @@ export class PeerBlobSource implements BlobSource {
   /** The transport each peer last served over, to count a corrupt blob under it. */
   readonly #transportOf = new Map<string, PeerTransportName>();
 
+  readonly searchesHarder: boolean;
+
   constructor(opts: PeerBlobSourceOptions) {
     this.#opts = opts;
+    // An offline site: a provider the quick lookup missed (a busy DHT, a node that just announced) is the only way.
+    this.searchesHarder = opts.lastResortLookupMs > opts.lookupBudgetMs;
   }
 
   quarantinedPeers(): string[] {
@@ -64,9 +70,10 @@ export class PeerBlobSource implements BlobSource {
       }
     }
     const lookupStarted = performance.now();
-    const providers = (await this.#candidates(locator.digest, signal)).filter((p) => !tried.has(p.toString()));
+    const budgetMs = opts.lastResort ? this.#opts.lastResortLookupMs : this.#opts.lookupBudgetMs;
+    const providers = (await this.#candidates(locator.digest, budgetMs, signal)).filter((p) => !tried.has(p.toString()));
     const lookupMs = Math.round(performance.now() - lookupStarted);
-    if (providers.length === 0 && tried.size === 0) opts?.note?.(`no provider found in ${lookupMs} ms`);
+    if (providers.length === 0 && tried.size === 0) opts?.note?.(`no provider found in ${lookupMs} ms${opts.lastResort ? ' (last resort)' : ''}`);
     const got = await this.#tryPeers(providers, locator, offset, signal, opts, `found in ${lookupMs} ms`, tried);
     if ('body' in got) return got;
     if (sawBusy || got.busy) throw new SourceBusyError('every provider is busy');
@@ -126,7 +133,7 @@ export class PeerBlobSource implements BlobSource {
   }
 
   async size(locator: BlobLocator, signal: AbortSignal): Promise<number | undefined> {
-    for (const peer of await this.#candidates(locator.digest, signal)) {
+    for (const peer of await this.#candidates(locator.digest, this.#opts.lookupBudgetMs, signal)) {
       try {
         const answer = await this.#opts.transfer.open(peer, { digest: locator.digest, offset: 0, head: true }, {
           signal,
@@ -156,8 +163,8 @@ export class PeerBlobSource implements BlobSource {
     this.#servedBy.delete(locator.digest);
   }
 
-  async #candidates(digest: Digest, signal: AbortSignal): Promise<PeerId[]> {
-    const providers = this.#usable(await this.#opts.routing.findProviders(digest, this.#opts.lookupBudgetMs, 8, signal));
+  async #candidates(digest: Digest, budgetMs: number, signal: AbortSignal): Promise<PeerId[]> {
+    const providers = this.#usable(await this.#opts.routing.findProviders(digest, budgetMs, 8, signal));
     // Not-recently-busy providers first, so a burst spreads out instead of piling on one node.
     const now = Date.now();
     const busyRecently = (p: PeerId): number => (now - (this.#busy.get(p.toString()) ?? 0) < 2_000 ? 1 : 0);

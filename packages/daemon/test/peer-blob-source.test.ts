@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { test } from 'node:test';
 import type { PeerId } from '@libp2p/interface';
-import { BlobResolver, ContentStore, createLogger, parseRegistryEntry, sha256Digest, type BlobLocator, type Digest } from '@peerpull/common';
+import { BlobResolver, ContentStore, createLogger, OciError, parseRegistryEntry, sha256Digest, type BlobLocator, type BlobSource, type Digest } from '@peerpull/common';
 import { PeerBlobSource } from '../src/peer-blob-source.ts';
 import type { PeerRouting } from '../src/peer-routing.ts';
 import type { PeerTransfer } from '../src/peer-transfer.ts';
@@ -30,7 +30,7 @@ function peerSource(blobs: Map<Digest, Buffer>, held = new Map<Digest, PassThrou
       return { header: { status: 'ok', size: data.length, complete: true }, body, transport: 'libp2p' };
     },
   };
-  return new PeerBlobSource({ transfer, routing, logger, lookupBudgetMs: 100, connectTimeoutMs: 1_000, idleTimeoutMs: 1_000, quarantineMs: 60_000 });
+  return new PeerBlobSource({ transfer, routing, logger, lookupBudgetMs: 100, lastResortLookupMs: 0, connectTimeoutMs: 1_000, idleTimeoutMs: 1_000, quarantineMs: 60_000 });
 }
 
 async function inflightAtMost(resolver: BlobResolver, n: number): Promise<void> {
@@ -73,6 +73,76 @@ test('the senders of a blob are forgotten once its fetch ended, and kept while i
     held.get(slowDigest)!.end(slow.subarray(1_000));
     for await (const _ of inflight.read()) void _;
     await inflightAtMost(resolver, 0); // stored (fsync + rename) before the directory goes
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A DHT in which the one provider of `data` turns up only after `foundAfterMs` (busy, or it just announced). */
+function slowDhtSource(data: Buffer, foundAfterMs: number, lastResortLookupMs: number): { source: PeerBlobSource; budgets: number[] } {
+  const peer = { toString: () => '12D3KooWPeerA' } as unknown as PeerId;
+  const budgets: number[] = [];
+  const routing = {
+    findProviders: async (_digest: Digest, budgetMs: number) => {
+      budgets.push(budgetMs);
+      await new Promise((r) => setTimeout(r, Math.min(budgetMs, foundAfterMs)));
+      return budgetMs >= foundAfterMs ? [peer] : [];
+    },
+  } as unknown as PeerRouting;
+  const transfer: PeerTransfer = {
+    open: async (_peer, request) => ({ header: { status: 'ok', size: data.length, complete: true }, body: Readable.from([data.subarray(request.offset)]), transport: 'libp2p' }),
+  };
+  const source = new PeerBlobSource({ transfer, routing, logger, lookupBudgetMs: 100, lastResortLookupMs, connectTimeoutMs: 1_000, idleTimeoutMs: 1_000, quarantineMs: 60_000 });
+  return { source, budgets };
+}
+
+/** The upstream as a blob source: unreachable (throws), or a registry that answers 404 (a miss). */
+function upstream(answer: 'unreachable' | 'not-found'): BlobSource {
+  return {
+    name: 'upstream',
+    open: async () => {
+      if (answer === 'unreachable') throw new Error('connect ECONNREFUSED 127.0.0.1:5001');
+      return undefined;
+    },
+    size: async () => undefined,
+  };
+}
+
+test('an offline site: when the seed and the upstream fail, peers are looked for once more, longer, before a 404', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerpull-peer-source-'));
+  const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
+  try {
+    const data = randomBytes(10_000);
+    const digest = sha256Digest(data);
+    const { source, budgets } = slowDhtSource(data, 500, 1_000);
+    const resolver = new BlobResolver({ store, sources: [source, upstream('unreachable')], logger });
+    const handle = await resolver.open(locator(digest));
+    const chunks: Buffer[] = [];
+    for await (const c of handle.read()) chunks.push(c as Buffer);
+    assert.equal(sha256Digest(Buffer.concat(chunks)), digest, 'the peer the quick lookup missed served the blob');
+    assert.deepEqual(budgets, [100, 1_000], 'one quick lookup, then one last-resort lookup');
+    await inflightAtMost(resolver, 0);
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a clean 404 upstream is a fast miss: no last-resort lookup; nor with the last resort turned off (0)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerpull-peer-source-'));
+  const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
+  try {
+    const data = randomBytes(10_000);
+    const digest = sha256Digest(data);
+    for (const [answer, lastResortMs] of [['not-found', 1_000], ['unreachable', 0]] as const) {
+      const { source, budgets } = slowDhtSource(data, 500, lastResortMs);
+      const resolver = new BlobResolver({ store, sources: [source, upstream(answer)], logger });
+      const started = performance.now();
+      await assert.rejects(resolver.open(locator(digest)), (err: unknown) => err instanceof OciError && err.status === 404);
+      assert.ok(performance.now() - started < 400, `a prompt 404 (upstream ${answer}, last resort ${lastResortMs} ms)`);
+      assert.deepEqual(budgets, [100], 'only the quick lookup');
+    }
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });

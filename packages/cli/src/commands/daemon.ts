@@ -32,6 +32,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
         uploadLimit: opts['peer-upload-limit'],
         uploadLimitPerPeer: opts['peer-upload-limit-per-peer'],
         lookupBudgetMs: opts['peer-lookup-timeout'],
+        lastResortLookupMs: opts['peer-lookup-last-resort'],
         idleTimeoutMs: opts['peer-idle-timeout'],
         transport: opts['peer-transport'] as 'libp2p' | 'http',
         httpListen: opts['peer-http-listen'],
