@@ -33,15 +33,25 @@ function peerSource(blobs: Map<Digest, Buffer>, held = new Map<Digest, PassThrou
   return new PeerBlobSource({ transfer, routing, logger, lookupBudgetMs: 100, lastResortLookupMs: 0, connectTimeoutMs: 1_000, idleTimeoutMs: 1_000, quarantineMs: 60_000 });
 }
 
+/** A content store in a temp dir for the length of `run`. */
+async function withStore(run: (store: ContentStore) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'peerpull-peer-source-'));
+  const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
+  try {
+    await run(store);
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function inflightAtMost(resolver: BlobResolver, n: number): Promise<void> {
   const deadline = Date.now() + 5_000;
   while (resolver.inflight > n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 }
 
 test('the senders of a blob are forgotten once its fetch ended, and kept while it runs', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'peerpull-peer-source-'));
-  const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
-  try {
+  await withStore(async (store) => {
     const blobs = new Map<Digest, Buffer>();
     for (let i = 0; i < 50; i++) {
       const data = randomBytes(1_000 + i);
@@ -73,10 +83,7 @@ test('the senders of a blob are forgotten once its fetch ended, and kept while i
     held.get(slowDigest)!.end(slow.subarray(1_000));
     for await (const _ of inflight.read()) void _;
     await inflightAtMost(resolver, 0); // stored (fsync + rename) before the directory goes
-  } finally {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 /** A DHT in which the one provider of `data` turns up only after `foundAfterMs` (busy, or it just announced). */
@@ -110,9 +117,7 @@ function upstream(answer: 'unreachable' | 'not-found'): BlobSource {
 }
 
 test('an offline site: when the seed and the upstream fail, peers are looked for once more, longer, before a 404', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'peerpull-peer-source-'));
-  const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
-  try {
+  await withStore(async (store) => {
     const data = randomBytes(10_000);
     const digest = sha256Digest(data);
     const { source, budgets } = slowDhtSource(data, 500, 1_000);
@@ -123,16 +128,11 @@ test('an offline site: when the seed and the upstream fail, peers are looked for
     assert.equal(sha256Digest(Buffer.concat(chunks)), digest, 'the peer the quick lookup missed served the blob');
     assert.deepEqual(budgets, [100, 1_000], 'one quick lookup, then one last-resort lookup');
     await inflightAtMost(resolver, 0);
-  } finally {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a clean 404 upstream is a fast miss: no last-resort lookup; nor with the last resort turned off (0)', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'peerpull-peer-source-'));
-  const store = await ContentStore.open({ dir, maxBytes: 1e9, logger });
-  try {
+  await withStore(async (store) => {
     const data = randomBytes(10_000);
     const digest = sha256Digest(data);
     for (const [answer, lastResortMs] of [['not-found', 1_000], ['unreachable', 0]] as const) {
@@ -143,8 +143,5 @@ test('a clean 404 upstream is a fast miss: no last-resort lookup; nor with the l
       assert.ok(performance.now() - started < 400, `a prompt 404 (upstream ${answer}, last resort ${lastResortMs} ms)`);
       assert.deepEqual(budgets, [100], 'only the quick lookup');
     }
-  } finally {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
