@@ -11,9 +11,10 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { corruptStoredBlobs, download, MiB, rawRequest, storedBlobPath, tmpFiles, waitUntil } from './mirror-helpers.ts';
 import { CrashLoop } from './crash-loop.ts';
-import { fetchLikeContainerd, ScriptedUpstream } from './hardening-helpers.ts';
+import { fetchLikeContainerd } from './hardening-helpers.ts';
 
 const KILL_ROUNDS = Number(process.env.PEERPULL_KILL_ROUNDS ?? 10);
 const isRoot = process.getuid?.() === 0;
@@ -45,7 +46,7 @@ describe(`hardening: kill -9 during 20 concurrent pulls, ${KILL_ROUNDS} times`, 
 describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot ? false : 'needs root (mount -t tmpfs)' }, () => {
   let reg: Registry;
   let image: BuiltImage;
-  let upstream: ScriptedUpstream;
+  let upstream: FaultProxy;
   let daemon: DaemonProcess;
   let mountDir: string;
   let filler: string;
@@ -64,7 +65,7 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     assert.equal(mounted.status, 0, `mount tmpfs: ${mounted.stderr}`);
     [reg, image] = await Promise.all([startRegistry(), getImageLayout({ name: 'hardening-diskfull', layers: [200_000, 9 * MiB, 7 * MiB] })]);
     await pushImage(image, `${reg.host}/library/full:v1`);
-    upstream = await ScriptedUpstream.start(reg.url);
+    upstream = await FaultProxy.start(reg.url);
     daemon = await startPeerpull({ registries: [`${upstream.host}=${upstream.url}`], dataDir: path.join(mountDir, 'data') });
     // Leave about 5 MiB free: the manifest, the config and the small layer fit, the big layers do not.
     filler = path.join(mountDir, 'filler');

@@ -8,8 +8,9 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { ConnectionRecorder } from './mirror-helpers.ts';
-import { diffSnapshots, ociCodes, rawExchange, rssMiB, ScriptedUpstream, snapshotDir, storedBlobs } from './hardening-helpers.ts';
+import { diffSnapshots, ociCodes, rawExchange, rssMiB, snapshotDir, storedBlobs } from './hardening-helpers.ts';
 
 const SEED = Number(process.env.PEERPULL_FUZZ_SEED ?? 20261123);
 const RUNS = Number(process.env.PEERPULL_FUZZ_RUNS ?? 1000);
@@ -89,13 +90,13 @@ function encode(req: FuzzRequest, host: string): Buffer {
 }
 
 describe('hardening: property-based fuzzing of the pull API', () => {
-  let upstream: ScriptedUpstream;
+  let upstream: FaultProxy;
   let recorder: ConnectionRecorder;
   let daemon: DaemonProcess;
 
   before(async () => {
     // The only allowlisted upstream answers 404 to everything: no request can legitimately store anything.
-    [upstream, recorder] = await Promise.all([ScriptedUpstream.start(), ConnectionRecorder.start()]);
+    [upstream, recorder] = await Promise.all([FaultProxy.start(), ConnectionRecorder.start()]);
     daemon = await startPeerpull({ registries: [`${upstream.host}=${upstream.url}`], extraArgs: ['--client-timeout', '3s'], env: { NODE_OPTIONS: '--max-old-space-size=160' } });
   });
 

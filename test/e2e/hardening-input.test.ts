@@ -10,6 +10,7 @@ import net from 'node:net';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { download, rawRequest } from './mirror-helpers.ts';
 import {
   diffSnapshots,
@@ -17,7 +18,6 @@ import {
   rawExchange,
   requestPool,
   rssMiB,
-  ScriptedUpstream,
   snapshotDir,
   type DirSnapshot,
 } from './hardening-helpers.ts';
@@ -29,7 +29,7 @@ const MISSES = Number(process.env.PEERPULL_HARDEN_MISSES ?? 10_000);
 describe('hardening: bad input against a running daemon', () => {
   let reg: Registry;
   let image: BuiltImage;
-  let upstream: ScriptedUpstream;
+  let upstream: FaultProxy;
   let daemon: DaemonProcess;
   let snapshot: DirSnapshot;
   let rssAtStart: number;
@@ -52,7 +52,7 @@ describe('hardening: bad input against a running daemon', () => {
       for (const l of m.layers) known.add(l.digest);
     }
     known.add(image.manifestDigest);
-    upstream = await ScriptedUpstream.start(reg.url);
+    upstream = await FaultProxy.start(reg.url);
     // Blobs the registry does not have are answered here, so the 10k misses do not load the real registry.
     upstream.script = (r) => {
       const digest = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(r.url)?.[1];

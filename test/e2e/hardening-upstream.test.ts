@@ -11,9 +11,10 @@ import path from 'node:path';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess, type PeerpullLogLine } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { ConnectionRecorder, corruptStoredBlobs, download, rawRequest, storedBlobPath, tmpFiles, waitUntil, type Download } from './mirror-helpers.ts';
 import { waitStored } from '../fixtures/store-files.ts';
-import { ociCodes, ScriptedUpstream } from './hardening-helpers.ts';
+import { ociCodes } from './hardening-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const TIMEOUT_MS = 2_000;
@@ -24,14 +25,14 @@ describe('hardening: upstream faults', () => {
   let blobsImage: BuiltImage;
   const images = new Map<string, BuiltImage>();
   /** The daemon's main upstream; `tokenUp` and `limitedUp` are separate registries (their state is per registry). */
-  let up: ScriptedUpstream;
-  let tokenUp: ScriptedUpstream;
-  let limitedUp: ScriptedUpstream;
-  let hangingRealm: ScriptedUpstream;
+  let up: FaultProxy;
+  let tokenUp: FaultProxy;
+  let limitedUp: FaultProxy;
+  let hangingRealm: FaultProxy;
   let recorder: ConnectionRecorder;
   let daemon: DaemonProcess;
   /** A routing table for the main upstream's script: first matching rule wins. */
-  let rules: { match: (method: string, url: string) => boolean; respond: (method: string, url: string) => ReturnType<ScriptedUpstream['script']> }[] = [];
+  let rules: { match: (method: string, url: string) => boolean; respond: (method: string, url: string) => ReturnType<FaultProxy['script']> }[] = [];
 
   const layer = (i: number): BuiltLayer => blobsImage.manifests[0]!.layers[i]!;
   const manifestBytes = (img: BuiltImage): Buffer => fs.readFileSync(path.join(img.layoutDir, 'blobs', 'sha256', img.manifestDigest.slice(7)));
@@ -61,10 +62,10 @@ describe('hardening: upstream faults', () => {
     MANIFEST_IMAGES.forEach((name, i) => images.set(name, built[i + 1]!));
     await Promise.all([pushImage(blobsImage, `${reg.host}/library/ub:v1`), ...MANIFEST_IMAGES.map((name) => pushImage(images.get(name)!, `${reg.host}/library/${name}:v1`))]);
     [up, tokenUp, limitedUp, hangingRealm, recorder] = await Promise.all([
-      ScriptedUpstream.start(reg.url),
-      ScriptedUpstream.start(reg.url),
-      ScriptedUpstream.start(reg.url),
-      ScriptedUpstream.start(),
+      FaultProxy.start(reg.url),
+      FaultProxy.start(reg.url),
+      FaultProxy.start(reg.url),
+      FaultProxy.start(),
       ConnectionRecorder.start(),
     ]);
     up.script = (r) => rules.find((rule) => rule.match(r.method, r.url))?.respond(r.method, r.url);

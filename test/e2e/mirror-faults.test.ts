@@ -12,11 +12,11 @@ import type { DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage } from '../fixtures/images.ts';
 import type { BuiltImage, BuiltLayer } from '../fixtures/images.ts';
 import { skopeoCopy } from '../fixtures/skopeo.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import {
   ConnectionRecorder,
   corruptStoredBlobs,
   download,
-  FaultProxy,
   fileDigest,
   MiB,
   ociErrorCodes,
@@ -244,7 +244,7 @@ describe('mirror: upstream faults and API edges', () => {
     assert.equal(res.status, 200);
     assert.equal(res.aborted, false);
     assert.equal(res.digest, l.digest, 'the client got the right bytes');
-    const upstream = proxy.getsFor(l.digest);
+    const upstream = proxy.requestsFor(l.digest, 'GET');
     assert.equal(upstream.length, 2);
     assert.equal(upstream[0]!.range, undefined);
     assert.match(upstream[1]!.range ?? '', /^bytes=\d+-$/, 'the daemon resumed with a Range request');
@@ -261,7 +261,7 @@ describe('mirror: upstream faults and API edges', () => {
     assertNotSilentlyCorrupt(res, l);
     assert.ok(res.aborted, `aborted (status ${res.status}, ${res.bytes} of ${l.size} bytes)`);
     assert.ok(res.bytes < l.size);
-    assert.ok(proxy.getsFor(l.digest).length >= 2, 'it tried to resume');
+    assert.ok(proxy.requestsFor(l.digest, 'GET').length >= 2, 'it tried to resume');
     await assertStoreClean(daemon, [l.digest]);
 
     // A later request, with the upstream healthy again, is not poisoned by the failure.
@@ -341,7 +341,7 @@ describe('mirror: upstream faults and API edges', () => {
     assert.equal(f.status, 200);
     assert.equal(f.digest, bigLayer.digest);
 
-    const upstream = proxy.getsFor(bigLayer.digest);
+    const upstream = proxy.requestsFor(bigLayer.digest, 'GET');
     assert.equal(upstream.length, 1, 'one upstream fetch served all four');
     assert.equal(upstream[0]!.range, undefined);
     await assertStoreClean(daemon);
@@ -354,7 +354,7 @@ describe('mirror: upstream faults and API edges', () => {
     // one in-flight fetch (none of them can be a later cache hit).
     const rule = proxy.addRule({ pathIncludes: bigLayer.digest, fault: { kind: 'pause', at: 8 * MiB } });
     await resetLog(reg);
-    const proxiedBefore = proxy.getsFor(bigLayer.digest).length;
+    const proxiedBefore = proxy.requestsFor(bigLayer.digest, 'GET').length;
     let withHeaders = 0;
     const t0 = performance.now();
     const all = Array.from({ length: 50 }, () => download(blobUrl(d, 'big', bigLayer.digest), { onHeaders: () => withHeaders++ }));
@@ -372,7 +372,7 @@ describe('mirror: upstream faults and API edges', () => {
     assert.deepEqual([...new Set(results.map((r) => r.headers['x-peerpull-source']))], ['upstream']);
     await reg.flushLog();
     assert.equal(reg.countRequests({ method: 'GET', kind: 'blob', pathIncludes: bigLayer.digest }), 1, 'exactly one upstream blob GET');
-    assert.equal(proxy.getsFor(bigLayer.digest).length - proxiedBefore, 1);
+    assert.equal(proxy.requestsFor(bigLayer.digest, 'GET').length - proxiedBefore, 1);
     await assertStoreClean(d);
     assert.equal(fileDigest(storedBlobPath(d.dataDir, bigLayer.digest)), bigLayer.digest);
   });
@@ -402,14 +402,14 @@ describe('mirror: upstream faults and API edges', () => {
     assert.equal(head.headers['content-length'], String(bigLayer.size));
     assert.equal(head.headers['x-peerpull-source'], 'upstream', 'the partial blob is not in the cache');
 
-    const before = proxy.getsFor(bigLayer.digest).length;
+    const before = proxy.requestsFor(bigLayer.digest, 'GET').length;
     const res = await download(url);
     assert.equal(res.status, 200);
     assert.equal(res.aborted, false);
     assert.equal(res.bytes, bigLayer.size);
     assert.equal(res.digest, bigLayer.digest);
     assert.equal(res.headers['x-peerpull-source'], 'upstream');
-    const after = proxy.getsFor(bigLayer.digest).slice(before);
+    const after = proxy.requestsFor(bigLayer.digest, 'GET').slice(before);
     assert.deepEqual(after.map((r) => [r.range, r.status]), [[undefined, 200]], 'fetched again from byte 0');
     await assertStoreClean(d);
     assert.equal(fileDigest(storedBlobPath(d.dataDir, bigLayer.digest)), bigLayer.digest);

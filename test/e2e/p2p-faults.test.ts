@@ -8,7 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
-import { TestProxy, storedBlobs } from './seed-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { storedBlobs } from './seed-helpers.ts';
 import {
   MB,
   PEER_TRANSPORTS,
@@ -73,7 +74,7 @@ function blobUrl(d: DaemonProcess, reg: Registry, repository: string, digest: st
 for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`, () => {
   const key = makeClusterKey();
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let nodes: DaemonProcess[] = [];
   let corruptImg: BuiltImage;
@@ -88,7 +89,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     await pushImage(corruptImg, `${reg.host}/library/corrupt:${TAG}`);
     await pushImage(bigImg, `${reg.host}/library/kill:${TAG}`);
     // The upstream is reached through a proxy of ours, so a test can slow it down.
-    proxy = await TestProxy.start(reg.url);
+    proxy = await FaultProxy.start(reg.url);
     const upstream = `${reg.host}=${proxy.url}`;
     seed = await startPeerpull({ command: 'seed', registries: [upstream], defaultRegistry: reg.host, extraArgs: [...(await p2pArgs(key))] });
     nodes = await Promise.all(
@@ -165,7 +166,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     const [, , provider, puller] = nodes as [DaemonProcess, DaemonProcess, DaemonProcess, DaemonProcess];
     const repo = 'library/kill';
     const layer = bigImg.manifests[0]!.layers[0]!; // 40 MB
-    proxy.bytesPerSecond = 16 * MB; // the seed's upstream download takes ~2.5 s: the provider is still downloading
+    proxy.throttleBytesPerSecond = 16 * MB; // the seed's upstream download takes ~2.5 s: the provider is still downloading
     try {
       // The provider starts downloading (through the seed) and announces the blob at once.
       let providerBytes = 0;
@@ -209,7 +210,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
       assert.ok(m.transfers('download', 'failed') >= 1);
       console.log(`# killed peer after ${(bytesAtKill / MB).toFixed(1)} MB at the client: stored from ${JSON.stringify(bySource)}`);
     } finally {
-      proxy.bytesPerSecond = 0;
+      proxy.throttleBytesPerSecond = 0;
     }
   });
 });

@@ -15,8 +15,9 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { CLI, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { makeTempDir, run } from '../fixtures/processes.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { download, rawRequest } from './mirror-helpers.ts';
-import { ociCodes, ScriptedUpstream } from './hardening-helpers.ts';
+import { ociCodes } from './hardening-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const USER = 'puller';
@@ -28,9 +29,9 @@ describe('private images', () => {
   let priv: BuiltImage;
   let pub: BuiltImage;
   /** The token-protected registry (credentials in the auth file): private/* needs them. */
-  let up: ScriptedUpstream;
+  let up: FaultProxy;
   /** Another registry, anonymous (no credentials): it has no private/* repositories. */
-  let other: ScriptedUpstream;
+  let other: FaultProxy;
   let daemon: DaemonProcess;
   let secretDaemon: DaemonProcess | undefined;
   const issuedTokens: string[] = [];
@@ -50,7 +51,7 @@ describe('private images', () => {
       pushImage(priv, `${reg.host}/library/copy:v1`), // the same digests, legitimately public in another repository
       pushImage(pub, `${reg.host}/library/public:v1`),
     ]);
-    [up, other] = await Promise.all([ScriptedUpstream.start(reg.url), ScriptedUpstream.start(reg.url)]);
+    [up, other] = await Promise.all([FaultProxy.start(reg.url), FaultProxy.start(reg.url)]);
     up.script = (r) => {
       if (outage && r.url !== '/v2/') return { kind: 'respond', status: 503, body: 'maintenance' };
       const url = new URL(r.url, 'http://x');

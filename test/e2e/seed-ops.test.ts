@@ -5,9 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import {
   MB,
-  TestProxy,
   admin,
   assertThroughSeed,
   blobGets,
@@ -36,7 +36,7 @@ interface ImageEntry {
 
 describe('seed restarted', () => {
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let daemons: DaemonProcess[] = [];
   let keep: BuiltImage;
@@ -50,7 +50,7 @@ describe('seed restarted', () => {
     ]);
     await pushImage(keep, `${reg.host}/library/keep:v1`);
     await pushImage(large, `${reg.host}/library/large:v1`);
-    proxy = await TestProxy.start(reg.url); // to hold a blob download mid-transfer
+    proxy = await FaultProxy.start(reg.url); // to hold a blob download mid-transfer
     seed = await startPeerpull({ command: 'seed', registries: [`${reg.host}=${proxy.url}`] });
     daemons = await Promise.all(Array.from({ length: 2 }, () => startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url] })));
   });
@@ -93,7 +93,7 @@ describe('seed restarted', () => {
     const [d1, d2] = daemons as [DaemonProcess, DaemonProcess];
     const layer = large.manifests[0]!.layers[0]!;
     const hex = layer.digest.slice('sha256:'.length);
-    const hold = proxy.pause(layer.digest, 12 * MB);
+    const hold = proxy.addRule({ pathIncludes: layer.digest, fault: { kind: 'pause', at: 12 * MB }, times: 1 });
 
     // A daemon pulls; the seed's upstream download stops after 12 MB, and the seed is killed.
     const pulling = pullVia(d1, reg, 'library/large', 'v1').then(
@@ -108,7 +108,7 @@ describe('seed restarted', () => {
     assert.deepEqual(storedBlobs(seed.dataDir).filter((b) => !b.ok), [], 'after the crash: every stored blob hashes to its name');
     assert.ok(!storedBlobs(seed.dataDir).some((b) => b.name === hex), 'the partial layer is not in blobs/');
     await pulling; // the daemon resumes from its upstream or fails: either way it is over
-    proxy.clearPauses();
+    proxy.reset();
 
     await seed.restart();
     assert.deepEqual(tmpFiles(seed.dataDir), [], 'after the restart, tmp/ is empty');
@@ -130,7 +130,7 @@ describe('seed restarted', () => {
 describe('prefetch and the admin API', () => {
   const TOKEN = 'secret';
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let daemon: DaemonProcess;
   let multi: BuiltImage;
@@ -149,8 +149,8 @@ describe('prefetch and the admin API', () => {
     await pushImage(multi, `${reg.host}/library/multi:v1`);
     await pushImage(plain, `${reg.host}/library/plain:v1`);
     // Throttled, so the progress endpoint can be seen moving.
-    proxy = await TestProxy.start(reg.url);
-    proxy.bytesPerSecond = 20 * MB;
+    proxy = await FaultProxy.start(reg.url);
+    proxy.throttleBytesPerSecond = 20 * MB;
     seed = await startPeerpull({ command: 'seed', registries: [`${reg.host}=${proxy.url}`], extraArgs: ['--admin-token', TOKEN] });
     daemon = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url] });
   });
@@ -376,7 +376,7 @@ describe('two seeds', () => {
 
 describe('upstream answers 429', () => {
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let daemons: DaemonProcess[] = [];
   let img: BuiltImage;
@@ -384,7 +384,7 @@ describe('upstream answers 429', () => {
   before(async () => {
     [reg, img] = await Promise.all([startRegistry(), getImageLayout({ name: 'seed-e2e-limited', layers: [1 * MB, 2 * MB] })]);
     await pushImage(img, `${reg.host}/library/limited:v1`);
-    proxy = await TestProxy.start(reg.url);
+    proxy = await FaultProxy.start(reg.url);
     // Seed and daemons all reach the registry through the proxy: any request anyone sends shows up there.
     const entry = `${reg.host}=${proxy.url}`;
     seed = await startPeerpull({ command: 'seed', registries: [entry], extraArgs: ['--tag-ttl', '1s'] });
@@ -401,8 +401,11 @@ describe('upstream answers 429', () => {
     const [d1, d2] = daemons as [DaemonProcess, DaemonProcess];
     await assertThroughSeed(d1, await pullVia(d1, reg, 'library/limited', 'v1'), img);
 
-    proxy.rateLimit = { match: (req) => req.method === 'HEAD' && req.url?.includes('/manifests/') === true, retryAfterSeconds: 30 };
-    const armed = proxy.records.length;
+    proxy.script = (req) =>
+      req.method === 'HEAD' && req.url.includes('/manifests/')
+        ? { kind: 'respond', status: 429, headers: { 'content-type': 'application/json', 'retry-after': '30' }, body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'rate limited by the test proxy' }] }) }
+        : undefined;
+    const armed = proxy.requests.length;
     for (const d of [d2, d1, d2]) {
       await sleep(1_100); // past the seed's 1 s TTL each time
       const r = await pullVia(d, reg, 'library/limited', 'v1');
@@ -414,7 +417,7 @@ describe('upstream answers 429', () => {
     const atSeed = await fetch(`${seed.url}/v2/library/limited/manifests/v1?ns=${encodeURIComponent(reg.host)}`, { method: 'HEAD' });
     assert.equal(atSeed.status, 200);
     assert.ok(Number(atSeed.headers.get('age')) >= 1, `the seed marks its answer stale (Age: ${atSeed.headers.get('age')})`);
-    const seen = proxy.records.slice(armed);
+    const seen = proxy.requests.slice(armed);
     assert.equal(seen.filter((r) => r.status === 429).length, 1, `429'd requests: ${JSON.stringify(seen)}`);
     assert.deepEqual(seen.map((r) => `${r.method} ${r.url} ${r.status}`), [`HEAD /v2/library/limited/manifests/v1 429`], 'nothing else reached the upstream during the backoff');
     assert.ok(hasLog(seed, 'serving stale tag: every source failed'));

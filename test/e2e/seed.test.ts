@@ -12,9 +12,9 @@ import { makeTempDir } from '../fixtures/processes.ts';
 import { PullError, pullImage } from '../fixtures/pull-client.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { copyToDir } from '../fixtures/skopeo.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import {
   MB,
-  TestProxy,
   admin,
   assertThroughSeed,
   blobGets,
@@ -37,7 +37,7 @@ import {
 
 describe('one upstream, one seed, five daemons', () => {
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let shortTtlSeed: DaemonProcess | undefined;
   let daemons: DaemonProcess[] = [];
@@ -49,8 +49,8 @@ describe('one upstream, one seed, five daemons', () => {
     await pushImage(big, `${reg.host}/library/big:v1`);
     // The seed reaches the registry through a throttling proxy (the registry still logs every
     // request): the 71 MB take ~0.7 s, so all five pulls overlap the seed's one download.
-    proxy = await TestProxy.start(reg.url);
-    proxy.bytesPerSecond = 100 * MB;
+    proxy = await FaultProxy.start(reg.url);
+    proxy.throttleBytesPerSecond = 100 * MB;
     seed = await startPeerpull({ command: 'seed', registries: [`${reg.host}=${proxy.url}`], extraArgs: ['--tag-ttl', '1h'] });
     [daemons, ctd] = await Promise.all([
       Promise.all(Array.from({ length: 5 }, () => startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url] }))),
