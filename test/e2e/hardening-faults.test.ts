@@ -12,7 +12,8 @@ import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
-import { corruptStoredBlobs, download, MiB, rawRequest, storedBlobPath, tmpFiles, waitUntil } from './mirror-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { corruptStoredBlobs, download, MiB, rawRequest, storedBlobPath, tmpFiles } from './mirror-helpers.ts';
 import { CrashLoop } from './crash-loop.ts';
 import { fetchLikeContainerd } from './hardening-helpers.ts';
 
@@ -102,7 +103,7 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     const logs = daemon.logs();
     assert.ok(logs.some((l) => l.level >= 40 && /disk full/.test(l.msg)), 'a warning says the disk is full and blobs are served without caching');
     // No partial file anywhere, nothing wrong stored, the daemon still up.
-    assert.ok(await waitUntil(() => tmpFiles(daemon.dataDir).length === 0, 5_000), `tmp/ empty: ${tmpFiles(daemon.dataDir).join(', ')}`);
+    await waitUntil(() => `tmp/ empty: ${tmpFiles(daemon.dataDir).join(', ')}`, () => tmpFiles(daemon.dataDir).length === 0, 5_000);
     for (const l of layers().slice(1)) assert.equal(fs.existsSync(storedBlobPath(daemon.dataDir, l.digest)), false, 'the big layers are not in the store');
     assert.equal(fs.existsSync(storedBlobPath(daemon.dataDir, layers()[0]!.digest)), true, 'the small layer that fitted is');
     assert.deepEqual(corruptStoredBlobs(daemon.dataDir), []);
@@ -121,7 +122,7 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     const again = await download(url(big.digest));
     assert.equal(again.digest, big.digest);
     assert.equal(again.headers['x-peerpull-uncached'], undefined, 'cached again once there is room');
-    assert.ok(await waitUntil(() => fs.existsSync(storedBlobPath(daemon.dataDir, big.digest)), 5_000), 'stored');
+    await waitUntil('stored', () => fs.existsSync(storedBlobPath(daemon.dataDir, big.digest)), 5_000);
     assert.ok(daemon.logs().some((l) => /room again/.test(l.msg)), 'and it says so');
   });
 });

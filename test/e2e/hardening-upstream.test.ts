@@ -12,7 +12,8 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess, type PeerpullLogLine } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
-import { ConnectionRecorder, corruptStoredBlobs, download, rawRequest, storedBlobPath, tmpFiles, waitUntil, type Download } from './mirror-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { ConnectionRecorder, corruptStoredBlobs, download, rawRequest, storedBlobPath, tmpFiles, type Download } from './mirror-helpers.ts';
 import { waitStored } from '../fixtures/store-files.ts';
 import { ociCodes } from './hardening-helpers.ts';
 
@@ -42,7 +43,7 @@ describe('hardening: upstream faults', () => {
   const warnings = (since: number): PeerpullLogLine[] => daemon.logs().slice(since).filter((l) => l.level >= 40);
   const warningText = (since: number): string => warnings(since).map((l) => `${l.msg} ${String(l.err ?? '')}`).join('\n');
   const assertNothingStored = async (digests: string[]): Promise<void> => {
-    assert.ok(await waitUntil(() => tmpFiles(daemon.dataDir).length === 0, 5_000), `tmp/ is empty: ${tmpFiles(daemon.dataDir).join(', ')}`);
+    await waitUntil(() => `tmp/ is empty: ${tmpFiles(daemon.dataDir).join(', ')}`, () => tmpFiles(daemon.dataDir).length === 0, 5_000);
     for (const d of digests) assert.equal(fs.existsSync(storedBlobPath(daemon.dataDir, d)), false, `nothing stored for ${d}`);
     assert.deepEqual(corruptStoredBlobs(daemon.dataDir), [], 'every stored file hashes to its name');
   };
@@ -127,7 +128,7 @@ describe('hardening: upstream faults', () => {
       assert.ok(res.ms < 3_000, `${repo}: prompt (${res.ms.toFixed(0)} ms)`);
     }
     // The 404 can reach the client a moment before the second warning is written.
-    assert.ok(await waitUntil(() => warnings(since).length >= 2, 3_000), `logged: ${warningText(since)}`);
+    await waitUntil(() => `logged: ${warningText(since)}`, () => warnings(since).length >= 2, 3_000);
     await assertNothingStored([img.manifestDigest, img2.manifestDigest]);
   });
 

@@ -193,7 +193,6 @@ export class ConnectionRecorder {
 
 // ---- the daemon's data dir --------------------------------------------------------------------------
 
-
 export { fileDigest, storedBlobPath } from '../fixtures/store-files.ts';
 import { fileDigest } from '../fixtures/store-files.ts';
 
@@ -204,7 +203,6 @@ export function tmpFiles(dataDir: string): string[] {
     return [];
   }
 }
-
 
 /** Every file under blobs/ whose name is not the sha256 of its content (should be none). */
 export function corruptStoredBlobs(dataDir: string): string[] {
@@ -222,14 +220,4 @@ export function corruptStoredBlobs(dataDir: string): string[] {
 export async function resetLog(reg: { flushLog(): Promise<void>; clearLog(): void }): Promise<void> {
   await reg.flushLog();
   reg.clearLog();
-}
-
-/** Polls `check` until it returns true or `timeoutMs` passes; returns the last result. */
-export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, intervalMs = 20): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }

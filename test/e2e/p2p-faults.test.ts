@@ -9,6 +9,7 @@ import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/da
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 import { storedBlobs } from './seed-helpers.ts';
 import {
   MB,
@@ -27,7 +28,6 @@ import {
   stopAll,
   timeOf,
   transportArgs,
-  waitFor,
   waitProvided,
   waitStored,
 } from './p2p-helpers.ts';
@@ -101,7 +101,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
         }),
       ),
     );
-    await waitFor('every daemon to join through the seed', async () => (await Promise.all(nodes.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
+    await waitUntil('every daemon to join through the seed', async () => (await Promise.all(nodes.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
   });
 
   after(async () => {
@@ -145,10 +145,10 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     const quarantinedAt = timeOf(quarantined[0]!);
     const laterAsks = logsWith(puller, 'fetching from peer', { peer: badId }).filter((l) => timeOf(l) > quarantinedAt);
     assert.deepEqual(laterAsks.map((l) => l.digest), [], 'the quarantined peer was not asked again');
-    await waitFor('the corrupt peer to log its upload', () => bad.logs().some((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest), 3_000);
+    await waitUntil('the corrupt peer to log its upload', () => bad.logs().some((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest), 3_000);
     assert.equal(bad.logs().filter((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest).length, 1, 'the corrupt copy was sent once');
     // The client has the last byte once the digest verified; the store's fsync + rename (and this log line) follow.
-    await waitFor('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
+    await waitUntil('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
     const stored = logsWith(puller, 'blob stored', { digest: layer.digest });
     assert.equal(stored.length, 1);
     assert.equal((stored[0]!.bySource as Record<string, number>).peer ?? 0, 0, `the good copy came from elsewhere: ${JSON.stringify(stored[0]!.bySource)}`);
@@ -172,7 +172,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
       let providerBytes = 0;
       const providerGet = streamBlob(blobUrl(provider, reg, repo, layer.digest), {}, (n) => (providerBytes = n)).catch((err: Error) => err);
       await waitProvided(provider, [layer.digest]);
-      await waitFor('the provider to have some bytes', () => providerBytes >= 2 * MB, 10_000);
+      await waitUntil('the provider to have some bytes', () => providerBytes >= 2 * MB, 10_000);
 
       // The puller streams the blob from the provider; kill the provider once 10 MB came from it.
       const providerId = peerInfo(provider).peerId;
@@ -193,12 +193,12 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
       assert.equal(result.status, 200);
       assert.equal(result.bytes, layer.size);
       assert.equal(result.digest, layer.digest);
-      await waitFor('the puller to log the request', () => puller.pulls().some((p) => p.digest === layer.digest), 3_000);
+      await waitUntil('the puller to log the request', () => puller.pulls().some((p) => p.digest === layer.digest), 3_000);
       const requests = puller.pulls().filter((p) => p.digest === layer.digest);
       assert.deepEqual(requests.map((p) => `${p.method} ${p.status}`), ['GET 200'], 'the client made one request');
 
       // The transfer broke at the peer and resumed elsewhere at the right offset.
-      await waitFor('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
+      await waitUntil('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
       const stored = logsWith(puller, 'blob stored', { digest: layer.digest });
       assert.equal(stored.length, 1);
       const bySource = stored[0]!.bySource as Record<string, number>;

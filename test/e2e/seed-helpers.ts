@@ -9,6 +9,7 @@ import type { DaemonProcess, PeerpullLogLine } from '../fixtures/daemon.ts';
 import type { BuiltImage } from '../fixtures/images.ts';
 import { MANIFEST_ACCEPT, pullImage, type PullResult } from '../fixtures/pull-client.ts';
 import { FIXTURE_USER_AGENT, type Registry } from '../fixtures/registry.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 
 export { sleep };
 
@@ -79,7 +80,6 @@ export function blobGets(reg: Registry, digest: string): number {
 
 // ---- pulls through a daemon ----------------------------------------------------------------------
 
-
 /** Pulls repository:tag through a daemon (or seed) the way containerd does (`?ns=` the registry). */
 export function pullVia(d: { url: string }, reg: { host: string }, repository: string, tag: string): Promise<PullResult> {
   return pullImage({ registryUrl: d.url, repository, tag, ns: reg.host, idleTimeoutMs: 15_000 });
@@ -87,7 +87,7 @@ export function pullVia(d: { url: string }, reg: { host: string }, repository: s
 
 /** A request's log line is written once the response ended: give the process's stdout a moment. */
 export async function waitForPullLogs(d: DaemonProcess, digests: string[], count = 1): Promise<void> {
-  await waitFor(`${d.host} to log GETs of ${digests.join(', ')}`, () =>
+  await waitUntil(`${d.host} to log GETs of ${digests.join(', ')}`, () =>
     digests.every((digest) => pullsOf(d, digest).filter((p) => p.method === 'GET').length >= count), 3_000);
 }
 
@@ -168,7 +168,6 @@ export function hasLog(d: DaemonProcess, msg: string): boolean {
 
 // ---- a data dir ------------------------------------------------------------------------------------
 
-
 /** Every file under <data>/blobs/sha256/xx/, and whether each hashes to its name. */
 export { blobsOf, fileDigest } from '../fixtures/store-files.ts';
 import { blobsOf, fileDigest } from '../fixtures/store-files.ts';
@@ -190,16 +189,6 @@ export function tmpFiles(dataDir: string): { name: string; size: number }[] {
   const dir = path.join(dataDir, 'tmp');
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir).map((name) => ({ name, size: fs.statSync(path.join(dir, name)).size }));
-}
-
-/** Polls until check() is true; throws with `what` after timeoutMs. */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, intervalMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
 }
 
 /** Kills (SIGKILL) the daemons/seeds still running; for after() hooks. */

@@ -6,6 +6,7 @@ import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/da
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 import {
   MB,
   admin,
@@ -21,7 +22,6 @@ import {
   stopAll,
   storedBlobs,
   tmpFiles,
-  waitFor,
   waitForPullLogs,
 } from './seed-helpers.ts';
 
@@ -101,7 +101,7 @@ describe('seed restarted', () => {
       (err: unknown) => err as Error,
     );
     await hold.reached;
-    await waitFor('the seed to write the layer\'s first MBs to tmp/', () => tmpFiles(seed.dataDir).some((f) => f.name.startsWith(hex) && f.size >= 8 * MB));
+    await waitUntil('the seed to write the layer\'s first MBs to tmp/', () => tmpFiles(seed.dataDir).some((f) => f.name.startsWith(hex) && f.size >= 8 * MB));
     await seed.kill9();
     const partial = tmpFiles(seed.dataDir).find((f) => f.name.startsWith(hex));
     assert.ok(partial && partial.size < layer.size, 'the crash left a partial download in tmp/');
@@ -119,7 +119,7 @@ describe('seed restarted', () => {
 
     // Pulling again through the seed works and stores a correct copy.
     await assertThroughSeed(d2, await pullVia(d2, reg, 'library/large', 'v1'), large);
-    await waitFor('the seed to store the layer', () => storedBlobs(seed.dataDir).some((b) => b.name === hex));
+    await waitUntil('the seed to store the layer', () => storedBlobs(seed.dataDir).some((b) => b.name === hex));
     const now = storedBlobs(seed.dataDir);
     assert.deepEqual(now.filter((b) => !b.ok), []);
     assert.equal(now.find((b) => b.name === hex)?.size, layer.size);
@@ -337,7 +337,7 @@ describe('two seeds', () => {
     const perSeed = seeds.map(() => 0);
     for (const b of blobs) {
       assert.equal(blobGets(reg, b.digest), 1, `upstream GETs of ${b.digest}`);
-      await waitFor(`a seed to log 3 GETs of ${b.digest}`, () => seeds.some((s) => pullsOf(s, b.digest).filter((p) => p.method === 'GET').length >= 3), 3_000);
+      await waitUntil(`a seed to log 3 GETs of ${b.digest}`, () => seeds.some((s) => pullsOf(s, b.digest).filter((p) => p.method === 'GET').length >= 3), 3_000);
       const through = seeds.map((s) => pullsOf(s, b.digest).filter((p) => p.method === 'GET'));
       const used = through.flatMap((records, i) => (records.length ? [i] : []));
       assert.equal(used.length, 1, `blob ${b.digest} went through seeds ${used.join(', ')}`);
@@ -355,7 +355,7 @@ describe('two seeds', () => {
     // Kill the seed the new image's tag maps to, so that every daemon meets the dead seed.
     const probe = await headTag(daemons[0]!.url, 'library/other', 'v1', reg.host);
     assert.deepEqual([probe.status, probe.digest], [200, other.manifestDigest]);
-    await waitFor('a seed to log the tag resolve', () => seeds.some((s) => s.pulls().some((p) => p.repository === 'library/other' && p.reference === 'v1')), 3_000);
+    await waitUntil('a seed to log the tag resolve', () => seeds.some((s) => s.pulls().some((p) => p.repository === 'library/other' && p.reference === 'v1')), 3_000);
     const tagSeed = seeds.findIndex((s) => s.pulls().some((p) => p.repository === 'library/other' && p.reference === 'v1'));
     const dead = seeds[tagSeed]!;
     const alive = seeds[1 - tagSeed]!;

@@ -13,6 +13,7 @@ import { PullError, pullImage } from '../fixtures/pull-client.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { copyToDir } from '../fixtures/skopeo.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 import {
   MB,
   admin,
@@ -31,7 +32,6 @@ import {
   sleep,
   stopAll,
   tagResolves,
-  waitFor,
   waitForPullLogs,
 } from './seed-helpers.ts';
 
@@ -107,7 +107,7 @@ describe('one upstream, one seed, five daemons', () => {
     // The pulls really overlapped: several daemons were served the big layer while the seed was
     // still downloading it (the seed's own request log names the source as 'upstream' then).
     const bigLayer = big.manifests[0]!.layers[2]!.digest;
-    await waitFor('the seed to log 5 GETs of the big layer', () => pullsOf(seed, bigLayer).filter((p) => p.method === 'GET').length >= 5, 3_000);
+    await waitUntil('the seed to log 5 GETs of the big layer', () => pullsOf(seed, bigLayer).filter((p) => p.method === 'GET').length >= 5, 3_000);
     const whileDownloading = pullsOf(seed, bigLayer).filter((p) => p.method === 'GET' && p.source === 'upstream').length;
     t.diagnostic(`daemons streamed the 50 MB layer while the seed downloaded it: ${whileDownloading} of 5`);
     assert.ok(whileDownloading >= 2, `expected >= 2 daemons to stream the 50 MB layer during the seed's download, got ${whileDownloading}`);
