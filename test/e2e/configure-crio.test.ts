@@ -11,7 +11,7 @@ import { makeTempDir } from '../fixtures/processes.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { skopeo } from '../fixtures/skopeo.ts';
 import { waitUntil } from '../fixtures/wait-until.ts';
-import { rawRequest } from './mirror-helpers.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
 import { peerpull, snapshot, writeFile } from './configure-helpers.ts';
 
 const IMAGE = { name: 'crio-small', layers: [200 * 1024, 100 * 1024] };

@@ -13,7 +13,8 @@ import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../
 import { makeTempDir } from '../fixtures/processes.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { waitUntil } from '../fixtures/wait-until.ts';
-import { corruptStoredBlobs, download, MiB, rawRequest, storedBlobPath, tmpFiles } from './mirror-helpers.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { corruptStoredBlobs, download, MiB, storedBlobPath, tmpFiles } from './mirror-helpers.ts';
 import { CrashLoop } from './crash-loop.ts';
 import { fetchLikeContainerd } from './hardening-helpers.ts';
 

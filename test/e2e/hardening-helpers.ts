@@ -1,11 +1,11 @@
 // Helpers for the hardening suites (hardening-*.test.ts, private-images.test.ts) and the load/soak benchmarks:
-// raw HTTP with exact bytes, keep-alive request pools, process memory/fd probes and data-dir
+// keep-alive request pools, process memory/fd probes and data-dir
 // snapshots (to prove that nothing was written).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
 import { download } from './mirror-helpers.ts';
 
 // ---- process probes ---------------------------------------------------------------------------------
@@ -84,77 +84,6 @@ export function storedBlobs(dataDir: string): string[] {
   return fs.readdirSync(root).flatMap((prefix) => fs.readdirSync(path.join(root, prefix)).map((name) => `sha256:${name}`));
 }
 
-// ---- raw HTTP -----------------------------------------------------------------------------------------
-
-export interface RawExchange {
-  /** Undefined when the server closed the connection without a complete response header. */
-  status: number | undefined;
-  headers: Record<string, string>;
-  body: Buffer;
-  /** How the connection ended: the server closed it, or our timeout fired. */
-  closedBy: 'server' | 'timeout' | 'error';
-  ms: number;
-}
-
-/**
- * Writes exact bytes to a fresh connection (request lines Node's client would refuse: NUL, bare LF,
- * unknown methods) and reads until the server closes it or `timeoutMs` passes.
- */
-export async function rawExchange(hostPort: string, request: Buffer | string, timeoutMs = 5_000): Promise<RawExchange> {
-  const i = hostPort.lastIndexOf(':');
-  const started = performance.now();
-  const socket = net.connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) });
-  const chunks: Buffer[] = [];
-  let closedBy: RawExchange['closedBy'] = 'server';
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.write(request);
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      closedBy = 'timeout';
-      socket.destroy();
-      resolve();
-    }, timeoutMs);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.once('error', () => {
-      closedBy = 'error';
-    });
-  });
-  return { ...parseResponse(Buffer.concat(chunks)), closedBy, ms: performance.now() - started };
-}
-
-function parseResponse(all: Buffer): Pick<RawExchange, 'status' | 'headers' | 'body'> {
-  // Interim answers (100 Continue after `Expect: 100-continue`) come before the real one.
-  while (/^HTTP\/1\.[01] 1\d\d /.test(all.subarray(0, 16).toString('latin1')) && all.indexOf('\r\n\r\n') >= 0) {
-    all = all.subarray(all.indexOf('\r\n\r\n') + 4);
-  }
-  const split = all.indexOf('\r\n\r\n');
-  if (split < 0) return { status: undefined, headers: {}, body: all };
-  const head = all.subarray(0, split).toString('latin1').split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of head.slice(1)) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  const length = Number(headers['content-length'] ?? NaN);
-  const rest = all.subarray(split + 4);
-  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1]), headers, body: Number.isFinite(length) ? rest.subarray(0, length) : rest };
-}
-
-/** The OCI error codes in a body, or undefined when it is not an OCI error document. */
-export function ociCodes(body: Buffer): string[] | undefined {
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown }[] };
-    if (!Array.isArray(parsed.errors) || parsed.errors.length === 0) return undefined;
-    if (!parsed.errors.every((e) => typeof e.code === 'string' && typeof e.message === 'string')) return undefined;
-    return parsed.errors.map((e) => e.code as string);
-  } catch {
-    return undefined;
-  }
-}
-
 // ---- keep-alive request pools --------------------------------------------------------------------------
 
 export interface PoolResult {
@@ -200,7 +129,7 @@ export async function requestPool(
           req.end();
         });
         result.statuses.set(status, (result.statuses.get(status) ?? 0) + 1);
-        if (status >= 400 && (r.method ?? 'GET') !== 'HEAD' && !ociCodes(body) && result.nonOciErrors.length < 5) {
+        if (status >= 400 && (r.method ?? 'GET') !== 'HEAD' && !ociErrorCodes(body) && result.nonOciErrors.length < 5) {
           result.nonOciErrors.push(`${status} ${r.path.slice(0, 80)}: ${body.toString('utf8').slice(0, 120)}`);
         }
       } catch (err) {

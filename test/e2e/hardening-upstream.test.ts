@@ -13,9 +13,10 @@ import { startPeerpull, type DaemonProcess, type PeerpullLogLine } from '../fixt
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { waitUntil } from '../fixtures/wait-until.ts';
-import { ConnectionRecorder, corruptStoredBlobs, download, rawRequest, storedBlobPath, tmpFiles, type Download } from './mirror-helpers.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
+import { ConnectionRecorder, corruptStoredBlobs, download, storedBlobPath, tmpFiles, type Download } from './mirror-helpers.ts';
 import { waitStored } from '../fixtures/store-files.ts';
-import { ociCodes } from './hardening-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const TIMEOUT_MS = 2_000;
@@ -90,7 +91,7 @@ describe('hardening: upstream faults', () => {
     const since = daemon.logs().length;
     const res = await getManifest('m-json', 'v1');
     assert.equal(res.status, 404);
-    assert.deepEqual(ociCodes(res.body), ['MANIFEST_UNKNOWN']);
+    assert.deepEqual(ociErrorCodes(res.body), ['MANIFEST_UNKNOWN']);
     assert.ok(res.ms < 3_000, `prompt: ${res.ms.toFixed(0)} ms`);
     assert.match(warningText(since), /not a manifest|invalid|JSON/i, 'a log line says the upstream sent something that is not a manifest');
     const { createHash } = await import('node:crypto');
@@ -245,7 +246,7 @@ describe('hardening: upstream faults', () => {
     limitedUp.script = (r) => (r.url.startsWith('/v2/library/') ? { kind: 'respond', status: 429, headers: { 'retry-after': '30', 'content-type': 'application/json' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' } : undefined);
     const first = await getManifest('m-429', 'v1', limitedUp.host);
     assert.equal(first.status, 429);
-    assert.deepEqual(ociCodes(first.body), ['TOOMANYREQUESTS']);
+    assert.deepEqual(ociErrorCodes(first.body), ['TOOMANYREQUESTS']);
     assert.ok(Number(first.headers['retry-after']) > 0, `Retry-After: ${first.headers['retry-after']}`);
     const asked = limitedUp.requests.length;
     const t0 = performance.now();

@@ -14,14 +14,14 @@ import type { BuiltImage, BuiltLayer } from '../fixtures/images.ts';
 import { skopeoCopy } from '../fixtures/skopeo.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { waitUntil } from '../fixtures/wait-until.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
 import {
   ConnectionRecorder,
   corruptStoredBlobs,
   download,
   fileDigest,
   MiB,
-  ociErrorCodes,
-  rawRequest,
   storedBlobPath,
   tmpFiles,
   resetLog,

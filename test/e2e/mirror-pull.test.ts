@@ -15,7 +15,9 @@ import { startContainerd } from '../fixtures/containerd.ts';
 import type { Containerd } from '../fixtures/containerd.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
 import { waitUntil } from '../fixtures/wait-until.ts';
-import { ConnectionRecorder, fileDigest, MiB, ociErrorCodes, rawRequest, resetLog, storedBlobPath, tmpFiles } from './mirror-helpers.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
+import { ConnectionRecorder, fileDigest, MiB, resetLog, storedBlobPath, tmpFiles } from './mirror-helpers.ts';
 
 const BIG = { name: 'mirror-big', layers: [1 * MiB, 20 * MiB, 100 * MiB] };
 const MULTI = {

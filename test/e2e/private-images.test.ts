@@ -16,8 +16,9 @@ import { CLI, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { makeTempDir, run } from '../fixtures/processes.ts';
 import { FaultProxy } from '../fixtures/fault-proxy.ts';
-import { download, rawRequest } from './mirror-helpers.ts';
-import { ociCodes } from './hardening-helpers.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
+import { download } from './mirror-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const USER = 'puller';
@@ -117,7 +118,7 @@ describe('private images', () => {
     for (const [method, target] of guesses) {
       const res = await rawRequest(daemon.host, method, target, { headers: { accept: OCI_MANIFEST } });
       assert.equal(res.status, 404, `${method} ${target}`);
-      if (method === 'GET') assert.match(String(ociCodes(res.body)), /BLOB_UNKNOWN|MANIFEST_UNKNOWN/, target);
+      if (method === 'GET') assert.match(String(ociErrorCodes(res.body)), /BLOB_UNKNOWN|MANIFEST_UNKNOWN/, target);
       assert.ok(res.body.length < 1_000, 'no blob bytes in the answer');
     }
     const asked = up.requests.slice(before);
