@@ -1,6 +1,6 @@
 // Helpers for the hardening suites (hardening-*.test.ts, private-images.test.ts) and the load/soak benchmarks:
-// keep-alive request pools, process memory/fd probes and data-dir
-// snapshots (to prove that nothing was written).
+// keep-alive request pools, process memory/fd probes and data-dir snapshots (to prove that nothing
+// was written). The scripted upstream (FaultProxy) and raw HTTP are in test/fixtures/.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';

@@ -1,6 +1,6 @@
 // Helpers shared by the mirror end-to-end tests (mirror-pull.test.ts, mirror-faults.test.ts):
-// streaming blob downloads that report how they ended, and a
-// listener that counts connections (to prove that nothing was contacted).
+// streaming blob downloads that report how they ended, and a listener that counts connections
+// (to prove that nothing was contacted). Raw HTTP and the fault proxy are in test/fixtures/.
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
