@@ -29,25 +29,22 @@
 // Flags: --nodes 1,5,10  --image-size 64MB  --wan-rate 100mbit  --wan-delay 25ms  --rolling 5
 //        --dead-peer 5  --scenarios cold,rolling,offline,dead-peer  --modes direct,proxy,seed-only,peerpull[,peerpull-http]
 //        --wan-mode auto|netns|relay  --node-nic off|RATE  --out bench-results/burst.json  --keep (keep the logs)
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { buildImageLayout, type BuiltImage, type LocalCluster, type NodeCounters } from '@peerpull/demo';
-import { makeTempDir } from '@peerpull/demo/processes';
-import { REPO_ROOT } from '../fixtures/daemon.ts';
 import { ProcessMeter } from '../cluster/proc-stats.ts';
 import { Testbed, clusterBytes } from '../cluster/testbed.ts';
 import { describeBurstTrace, readBurstTrace, type BurstTrace } from '../cluster/burst-trace.ts';
+import { machineInfo, parseSize, startBench } from './bench-run.ts';
 
 /** peerpull: seed + daemons with P2P; seed-only: the same without P2P (the seed alone feeds every node). */
 type Mode = 'direct' | 'proxy' | 'peerpull' | 'peerpull-http' | 'seed-only';
 const isP2P = (mode: Mode): boolean => mode === 'peerpull' || mode === 'peerpull-http';
 type Scenario = 'cold' | 'rolling' | 'offline' | 'dead-peer';
 
-const { values: args } = parseArgs({
-  // pnpm passes the `--` of `pnpm bench -- --nodes 10` on to the script.
-  args: process.argv.slice(2).filter((a, i) => !(i === 0 && a === '--')),
+const bench = startBench({
+  script: 'bench',
+  out: 'bench-results/burst.json',
   options: {
     nodes: { type: 'string', default: '1,5,10' },
     'image-size': { type: 'string', default: '64MB' },
@@ -59,11 +56,9 @@ const { values: args } = parseArgs({
     modes: { type: 'string', default: 'direct,proxy,seed-only,peerpull' },
     'wan-mode': { type: 'string', default: 'auto' },
     'node-nic': { type: 'string', default: 'off' },
-    out: { type: 'string', default: 'bench-results/burst.json' },
-    keep: { type: 'boolean', default: false },
   },
-  allowPositionals: false,
 });
+const { args, startedAt, log } = bench;
 
 const MB = 1e6;
 const REPOSITORY = 'library/burst';
@@ -78,9 +73,6 @@ const SCENARIOS = new Set((args.scenarios as string).split(',') as Scenario[]);
 const MODES = (args.modes as string).split(',') as Mode[];
 for (const m of MODES) if (!['direct', 'proxy', 'peerpull', 'peerpull-http', 'seed-only'].includes(m)) throw new Error(`unknown mode ${m}`);
 const OFFLINE_LIMIT_MS = 30_000;
-
-const startedAt = Date.now();
-const log = (msg: string): void => void process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
 
 interface RunResult {
   scenario: Scenario;
@@ -379,7 +371,7 @@ function targets(results: RunResult[]): Target[] {
 // ---- main ------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  const workDir = args.keep ? fs.mkdtempSync(path.join(os.tmpdir(), 'pp-burst-')) : makeTempDir('pp-burst-');
+  const workDir = bench.makeWorkDir('pp-burst-');
   const sizes = [0.04, 0.3, 0.66].map((f) => Math.round(IMAGE_BYTES * f));
   const image = await buildImageLayout(path.join(workDir, 'image'), { name: 'burst-bench', layers: sizes });
   const loadBefore = os.loadavg();
@@ -417,8 +409,7 @@ async function main(): Promise<number> {
   const seconds = (Date.now() - startedAt) / 1000;
 
   const out = process.stdout;
-  const flags = process.argv.slice(2).filter((a, i) => !(i === 0 && a === '--'));
-  const command = `pnpm bench${flags.length ? ` -- ${flags.join(' ')}` : ''}`;
+  const { command } = bench;
   out.write(`\nCluster burst benchmark (issue 6): ${command}\n`);
   out.write(`image ${(image.totalBytes / MB).toFixed(1)} MB (${sizes.length} layers); WAN: ${tb.describe()}\n`);
   if (!tb.lan) out.write('nodes: every seed, daemon and proxy on this machine\'s loopback (their upload is free; --node-nic RATE gives each a shaped NIC)\n');
@@ -438,7 +429,7 @@ async function main(): Promise<number> {
     benchmark: 'burst',
     date: new Date().toISOString(),
     command,
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: os.totalmem() / 2 ** 30, kernel: os.release(), node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadAfter },
+    machine: machineInfo(loadBefore, loadAfter),
     wan: { mode: tb.link.mode, description: tb.link.describe(), rateBitsPerSecond: WAN_RATE, delayMsEachWay: WAN_DELAY_MS },
     nodeNic: { asked: NODE_NIC ?? null, rateBitsPerSecond: tb.lan?.rateBitsPerSecond ?? null, description: tb.lan?.describe() ?? (NODE_NIC !== undefined ? `none: ${tb.lanFallbackReason}` : 'none: every node on loopback') },
     image: { bytes: image.totalBytes, layers: sizes.length },
@@ -446,20 +437,9 @@ async function main(): Promise<number> {
     results,
     targets: checks,
   };
-  const outFile = path.resolve(REPO_ROOT, args.out as string);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(json, null, 2)}\n`);
-  out.write(`\nwrote ${path.relative(REPO_ROOT, outFile)}${args.keep ? `; logs kept in ${workDir}` : ''}\n`);
+  bench.writeResults(json, workDir);
   const unexpected = results.some((r) => r.failures.length > r.expectedFailures);
   return fatal || unexpected ? 1 : 0;
-}
-
-function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$/i.exec(text);
-  if (!m) throw new Error(`bad size: ${text}`);
-  const unit = (m[2] ?? 'B').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (mult[unit] ?? 1));
 }
 
 function parseRate(text: string): number {

@@ -30,6 +30,7 @@ import { getImageLayout, pushImage } from '../fixtures/images.ts';
 import { parseRate, startLinkShaper, type LinkShaper } from '../fixtures/link-shaper.ts';
 import { HttpPool, getBlob, pullImage, type PullResult } from '../fixtures/pull-client.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 
 const MiB = 1024 * 1024;
 const IMAGE = { name: 'bench-mirror', layers: [1 * MiB, 20 * MiB, 100 * MiB] };
@@ -172,11 +173,7 @@ async function startDaemon(registry: Registry, upstreamUrl = registry.url): Prom
 
 /** Waits until the daemon logged `blob stored` for n blobs (the client has its bytes before fsync + rename). */
 async function waitForStored(d: DaemonProcess, n: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (d.logs().filter((l) => l.msg === 'blob stored').length < n) {
-    if (Date.now() > deadline) throw new Error(`the daemon did not store ${n} blobs within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitUntil(`the daemon to store ${n} blobs`, () => d.logs().filter((l) => l.msg === 'blob stored').length >= n, timeoutMs);
 }
 
 function parseLink(text: string): { rate: number | undefined; latencyMs: number; label: string } | undefined {

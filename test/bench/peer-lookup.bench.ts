@@ -13,26 +13,24 @@
 // writes bench-results/peer-lookup.json.
 //
 // Flags: --daemons 6  --keys 40 (layers per image)  --rounds 3  --random 40  --out bench-results/peer-lookup.json  --keep
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { buildImageLayout, LayoutRegistry, LocalCluster, pullImage, type BuiltImage, type ClusterNode } from '@peerpull/demo';
-import { makeTempDir } from '@peerpull/demo/processes';
-import { CLI, REPO_ROOT } from '../fixtures/daemon.ts';
+import { CLI } from '../fixtures/daemon.ts';
+import { machineInfo, startBench } from './bench-run.ts';
 
-const { values: args } = parseArgs({
+const bench = startBench({
+  script: 'bench:lookup',
+  out: 'bench-results/peer-lookup.json',
   options: {
     daemons: { type: 'string', default: '6' },
     keys: { type: 'string', default: '40' },
     rounds: { type: 'string', default: '3' },
     random: { type: 'string', default: '40' },
-    out: { type: 'string', default: 'bench-results/peer-lookup.json' },
-    keep: { type: 'boolean', default: false },
   },
-  allowPositionals: false,
 });
+const { args, startedAt, log } = bench;
 
 const DAEMONS = Number(args.daemons);
 const LAYERS = Number(args.keys);
@@ -40,9 +38,6 @@ const ROUNDS = Number(args.rounds);
 const RANDOM_KEYS = Number(args.random);
 if (DAEMONS < 4) throw new Error('--daemons: at least 4 (two holders of R, one of L, the measurer)');
 const TARGETS = { local: 50, network: 300 } as const;
-
-const startedAt = Date.now();
-const log = (msg: string): void => void process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
 
 interface Lookup {
   digest: string;
@@ -118,7 +113,7 @@ function summarize(kind: Kind, lookups: Lookup[]): Summary {
 }
 
 async function main(): Promise<number> {
-  const workDir = args.keep ? fs.mkdtempSync(path.join(os.tmpdir(), 'pp-lookup-')) : makeTempDir('pp-lookup-');
+  const workDir = bench.makeWorkDir('pp-lookup-');
   const layers = Array.from({ length: LAYERS }, () => 1024);
   const [remote, local] = await Promise.all([
     buildImageLayout(path.join(workDir, 'image-r'), { name: 'lookup-r', layers, tag: 'v1' }),
@@ -172,7 +167,7 @@ async function main(): Promise<number> {
   const budgetMs = lookups.nobody[0]?.budgetMs ?? lookups.local[0]?.budgetMs;
 
   const out = process.stdout;
-  const command = `pnpm bench:lookup${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const { command } = bench;
   const f = (v: number | undefined, d = 1): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
   out.write(`\nPeer lookup latency (issue 5): ${command}\n`);
   out.write(`seed + ${DAEMONS} daemons on loopback; ${LAYERS + 2} keys per image; ${ROUNDS} round(s); lookup budget ${budgetMs} ms (--peer-lookup-timeout)\n`);
@@ -191,7 +186,7 @@ async function main(): Promise<number> {
     benchmark: 'peer-lookup',
     date: new Date().toISOString(),
     command,
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadAfter },
+    machine: machineInfo(loadBefore, loadAfter),
     daemons: DAEMONS,
     keysPerImage: LAYERS + 2,
     rounds: ROUNDS,
@@ -201,10 +196,7 @@ async function main(): Promise<number> {
     lookups,
     failures,
   };
-  const outFile = path.resolve(REPO_ROOT, args.out as string);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(json, null, 2)}\n`);
-  out.write(`\nwrote ${path.relative(REPO_ROOT, outFile)}${args.keep ? `; logs kept in ${workDir}` : ''}\n`);
+  bench.writeResults(json, workDir);
   return failures.length ? 1 : 0;
 }
 

@@ -17,33 +17,28 @@
 // Prints a table (medians) and writes bench-results/peer-transfer.json.
 //
 // Flags: --size 256MB  --reps 3  --transports http,libp2p,peer-http  --out bench-results/peer-transfer.json  --keep
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { buildImageLayout, getBlob, LayoutRegistry, LocalCluster, readCounters, type BuiltImage } from '@peerpull/demo';
-import { makeTempDir } from '@peerpull/demo/processes';
-import { CLI, REPO_ROOT } from '../fixtures/daemon.ts';
+import { CLI } from '../fixtures/daemon.ts';
 import { ProcessMeter } from '../cluster/proc-stats.ts';
+import { machineInfo, parseSize, startBench } from './bench-run.ts';
 
-const { values: args } = parseArgs({
+const bench = startBench({
+  script: 'bench:peer',
+  out: 'bench-results/peer-transfer.json',
   options: {
     size: { type: 'string', default: '256MB' },
     reps: { type: 'string', default: '3' },
     transports: { type: 'string', default: 'http,libp2p,peer-http' },
-    out: { type: 'string', default: 'bench-results/peer-transfer.json' },
-    keep: { type: 'boolean', default: false },
   },
-  allowPositionals: false,
 });
+const { args, startedAt, log } = bench;
 
 const MB = 1e6;
 const REPOSITORY = 'library/peer-transfer';
 const LAYER_BYTES = parseSize(args.size as string);
 const REPS = Number(args.reps);
-
-const startedAt = Date.now();
-const log = (msg: string): void => void process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
 
 /** http: seed → daemon; libp2p and peer-http: daemon → daemon. */
 type Transport = 'http' | 'libp2p' | 'peer-http';
@@ -190,7 +185,7 @@ function summarize(samples: Sample[], transport: Transport): Summary | undefined
 }
 
 async function main(): Promise<number> {
-  const workDir = args.keep ? fs.mkdtempSync(path.join(os.tmpdir(), 'pp-peer-')) : makeTempDir('pp-peer-');
+  const workDir = bench.makeWorkDir('pp-peer-');
   const image = await buildImageLayout(path.join(workDir, 'image'), { name: 'peer-transfer-bench', layers: [LAYER_BYTES], tag: 'v1' });
   const built = image.manifests[0]?.layers[0];
   if (!built) throw new Error('no layer built');
@@ -225,7 +220,7 @@ async function main(): Promise<number> {
   const peerRatios = ratio(p2p, peerHttp);
 
   const out = process.stdout;
-  const command = `pnpm bench:peer${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const { command } = bench;
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
   out.write(`\nPeer transfer, libp2p vs HTTP (issue 5): ${command}\n`);
   out.write(`one ${(layer.size / MB).toFixed(1)} MB layer; ${REPS} run(s) per transport, fresh cluster each; medians (MB/s range in brackets)\n`);
@@ -251,7 +246,7 @@ async function main(): Promise<number> {
     benchmark: 'peer-transfer',
     date: new Date().toISOString(),
     command,
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: os.totalmem() / 2 ** 30, kernel: os.release(), node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadAfter },
+    machine: machineInfo(loadBefore, loadAfter),
     layer,
     reps: REPS,
     seconds,
@@ -260,19 +255,8 @@ async function main(): Promise<number> {
     samples,
     failures,
   };
-  const outFile = path.resolve(REPO_ROOT, args.out as string);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(json, null, 2)}\n`);
-  out.write(`\nwrote ${path.relative(REPO_ROOT, outFile)}${args.keep ? `; logs kept in ${workDir}` : ''}\n`);
+  bench.writeResults(json, workDir);
   return failures.length ? 1 : 0;
-}
-
-function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$/i.exec(text);
-  if (!m) throw new Error(`bad size: ${text}`);
-  const unit = (m[2] ?? 'B').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (mult[unit] ?? 1));
 }
 
 process.exitCode = await main();

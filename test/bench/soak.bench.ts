@@ -22,7 +22,8 @@ import path from 'node:path';
 import { REPO_ROOT, startPeerpull } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage } from '../fixtures/images.ts';
 import { startRegistry } from '../fixtures/registry.ts';
-import { fdCount, rssMiB, ScriptedUpstream } from '../e2e/hardening-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { fdCount, rssMiB } from '../e2e/hardening-helpers.ts';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
 const WORKERS = Number(process.env.SOAK_WORKERS ?? 20);
@@ -38,7 +39,7 @@ const log = (line: string): void => void process.stdout.write(`${line}\n`);
 const reg = await startRegistry();
 const image = await getImageLayout({ name: 'soak', layers: [64_000, 512_000, 2_000_000, 4_000_000] });
 await pushImage(image, `${reg.host}/library/soak:v1`);
-const upstream = await ScriptedUpstream.start(reg.url);
+const upstream = await FaultProxy.start(reg.url);
 const NODE_OPTIONS = `--max-old-space-size=${HEAP_MB} ${process.env.SOAK_NODE_OPTIONS ?? ''}`.trim();
 const daemon = await startPeerpull({ registries: [`${upstream.host}=${upstream.url}`], launcher: LAUNCHER, env: { NODE_OPTIONS } });
 const pid = daemon.process.pid!;

@@ -10,8 +10,9 @@ import { getImageLayout, inspectRemote, pushImage } from '../fixtures/images.ts'
 import { makeTempDir } from '../fixtures/processes.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { skopeo } from '../fixtures/skopeo.ts';
-import { rawRequest } from './mirror-helpers.ts';
-import { peerpull, snapshot, waitFor, writeFile } from './configure-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { peerpull, snapshot, writeFile } from './configure-helpers.ts';
 
 const IMAGE = { name: 'crio-small', layers: [200 * 1024, 100 * 1024] };
 /** A registry name with a dot and no port, as real ones are; the daemon maps it to the loopback registry. */
@@ -49,7 +50,7 @@ describe('CRI-O: peerpull configure crio, and the daemon serving /v2/<registry>/
     });
     assert.equal(manifest.status, 200, manifest.body.toString());
     assert.equal(manifest.headers['docker-content-digest'], upstreamDigest);
-    await waitFor('the pull log line', () => daemon.pulls().some((p) => p.registry === REGISTRY));
+    await waitUntil('the pull log line', () => daemon.pulls().some((p) => p.registry === REGISTRY));
     const line = daemon.pulls().find((p) => p.registry === REGISTRY);
     assert.equal(line?.repository, `library/${IMAGE.name}`);
 
@@ -84,7 +85,7 @@ describe('CRI-O: peerpull configure crio, and the daemon serving /v2/<registry>/
 
     const before = daemon.pulls().length;
     await pullTo(path.join(dir, 'via-mirror'));
-    await waitFor('the daemon to log the pull', () => daemon.pulls().length - before >= 3);
+    await waitUntil('the daemon to log the pull', () => daemon.pulls().length - before >= 3);
     const pulls = daemon.pulls().slice(before);
     assert.ok(pulls.every((p) => p.registry === REGISTRY && p.repository === `library/${IMAGE.name}` && p.status === 200), JSON.stringify(pulls));
     assert.deepEqual([...new Set(pulls.map((p) => p.kind))].sort(), ['blob', 'manifest']);

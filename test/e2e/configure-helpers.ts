@@ -41,11 +41,3 @@ export function writeFile(file: string, content: string, mode = 0o644): void {
   fs.writeFileSync(file, content);
   fs.chmodSync(file, mode);
 }
-
-export async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

@@ -11,7 +11,8 @@ import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/da
 import { getImageLayout, pushImage } from '../fixtures/images.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
-import { peerpull, snapshot, waitFor, writeFile } from './configure-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { peerpull, snapshot, writeFile } from './configure-helpers.ts';
 
 const IMAGE = { name: 'configure-small', layers: [256 * 1024, 128 * 1024] };
 
@@ -66,7 +67,7 @@ describe('peerpull configure containerd: a real containerd pulls through the dae
 
     const before = daemon.pulls().length;
     assert.match(await criPullImage(ctd.address, ref), /^sha256:[0-9a-f]{64}$/);
-    await waitFor('the daemon to log the pull', () => daemon.pulls().length - before >= 4);
+    await waitUntil('the daemon to log the pull', () => daemon.pulls().length - before >= 4);
     const pulls = daemon.pulls().slice(before);
     assert.ok(pulls.every((p) => p.registry === reg.host && p.status === 200), JSON.stringify(pulls));
     assert.deepEqual([...new Set(pulls.map((p) => p.kind))].sort(), ['blob', 'manifest']);
@@ -112,25 +113,25 @@ describe('peerpull configure containerd: a real containerd pulls through the dae
       extraArgs: ['--manage-containerd', '--containerd-config-path', ctd.hostsDir, '--manage-interval', '100ms'],
     });
     try {
-      await waitFor('the watchdog to write hosts.toml', () => fs.existsSync(file));
+      await waitUntil('the watchdog to write hosts.toml', () => fs.existsSync(file));
       assert.match(fs.readFileSync(file, 'utf8'), new RegExp(`\\[host\\."${managed.url}"\\]`));
       await criRemoveImage(ctd.address, ref);
       const before = managed.pulls().length;
       await criPullImage(ctd.address, ref);
-      await waitFor('the managed daemon to log the pull', () => managed.pulls().length > before);
+      await waitUntil('the managed daemon to log the pull', () => managed.pulls().length > before);
 
       // Not ready (the store directory is gone): the entries go, and pulls go to the upstream.
       const readyz = managed.metricsUrl.replace(/\/metrics$/, '/readyz');
       assert.equal((await fetch(readyz)).status, 200, 'the metrics listener answers /readyz too (kubelet probes)');
       fs.renameSync(managed.dataDir, `${managed.dataDir}.away`);
-      await waitFor('the watchdog to remove hosts.toml', () => !fs.existsSync(file), 5_000);
+      await waitUntil('the watchdog to remove hosts.toml', () => !fs.existsSync(file), 5_000);
       const unready = await fetch(readyz);
       assert.equal(unready.status, 503);
       assert.match(((await unready.json()) as { reason: string }).reason, /store not writable/);
-      await waitFor('the watchdog\'s log line', () => managed.logs().some((l) => /not ready: containerd mirror entries removed/.test(l.msg)));
+      await waitUntil('the watchdog\'s log line', () => managed.logs().some((l) => /not ready: containerd mirror entries removed/.test(l.msg)));
       assert.deepEqual(snapshot(ctd.hostsDir), original);
       fs.renameSync(`${managed.dataDir}.away`, managed.dataDir);
-      await waitFor('the watchdog to restore hosts.toml', () => fs.existsSync(file), 5_000);
+      await waitUntil('the watchdog to restore hosts.toml', () => fs.existsSync(file), 5_000);
 
       await managed.stop();
       assert.equal(fs.existsSync(file), false, 'removed before the daemon exited');

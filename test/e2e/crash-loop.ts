@@ -9,8 +9,9 @@ import path from 'node:path';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { corruptStoredBlobs, download, MiB, tmpFiles } from './mirror-helpers.ts';
-import { ScriptedUpstream, seededRandom, storedBlobs } from './hardening-helpers.ts';
+import { seededRandom, storedBlobs } from './hardening-helpers.ts';
 
 export interface CrashLoopOptions {
   rounds: number;
@@ -74,7 +75,7 @@ async function pull(daemon: DaemonProcess, image: BuiltImage, repo: string): Pro
 
 export class CrashLoop {
   reg!: Registry;
-  upstream!: ScriptedUpstream;
+  upstream!: FaultProxy;
   daemon!: DaemonProcess;
   images: BuiltImage[] = [];
   readonly #opts: Required<CrashLoopOptions>;
@@ -87,7 +88,7 @@ export class CrashLoop {
     this.reg = await startRegistry();
     this.images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => getImageLayout({ name: `hardening-crash-${i}`, layers: LAYERS.map((s) => s + i) })));
     await Promise.all(this.images.map((img, i) => pushImage(img, `${this.reg.host}/library/crash${i}:v1`)));
-    this.upstream = await ScriptedUpstream.start(this.reg.url);
+    this.upstream = await FaultProxy.start(this.reg.url);
     this.upstream.throttleBytesPerSecond = this.#opts.throttleBytesPerSecond;
     this.daemon = await startPeerpull({ registries: [`${this.upstream.host}=${this.upstream.url}`], extraArgs: ['--upstream-timeout', '5s', '--upstream-idle-timeout', '5s'] });
   }

@@ -11,9 +11,12 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
-import { corruptStoredBlobs, download, MiB, rawRequest, storedBlobPath, tmpFiles, waitUntil } from './mirror-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { corruptStoredBlobs, download, MiB, storedBlobPath, tmpFiles } from './mirror-helpers.ts';
 import { CrashLoop } from './crash-loop.ts';
-import { fetchLikeContainerd, ScriptedUpstream } from './hardening-helpers.ts';
+import { fetchLikeContainerd } from './hardening-helpers.ts';
 
 const KILL_ROUNDS = Number(process.env.PEERPULL_KILL_ROUNDS ?? 10);
 const isRoot = process.getuid?.() === 0;
@@ -45,7 +48,7 @@ describe(`hardening: kill -9 during 20 concurrent pulls, ${KILL_ROUNDS} times`, 
 describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot ? false : 'needs root (mount -t tmpfs)' }, () => {
   let reg: Registry;
   let image: BuiltImage;
-  let upstream: ScriptedUpstream;
+  let upstream: FaultProxy;
   let daemon: DaemonProcess;
   let mountDir: string;
   let filler: string;
@@ -64,7 +67,7 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     assert.equal(mounted.status, 0, `mount tmpfs: ${mounted.stderr}`);
     [reg, image] = await Promise.all([startRegistry(), getImageLayout({ name: 'hardening-diskfull', layers: [200_000, 9 * MiB, 7 * MiB] })]);
     await pushImage(image, `${reg.host}/library/full:v1`);
-    upstream = await ScriptedUpstream.start(reg.url);
+    upstream = await FaultProxy.start(reg.url);
     daemon = await startPeerpull({ registries: [`${upstream.host}=${upstream.url}`], dataDir: path.join(mountDir, 'data') });
     // Leave about 5 MiB free: the manifest, the config and the small layer fit, the big layers do not.
     filler = path.join(mountDir, 'filler');
@@ -101,7 +104,7 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     const logs = daemon.logs();
     assert.ok(logs.some((l) => l.level >= 40 && /disk full/.test(l.msg)), 'a warning says the disk is full and blobs are served without caching');
     // No partial file anywhere, nothing wrong stored, the daemon still up.
-    assert.ok(await waitUntil(() => tmpFiles(daemon.dataDir).length === 0, 5_000), `tmp/ empty: ${tmpFiles(daemon.dataDir).join(', ')}`);
+    await waitUntil(() => `tmp/ empty: ${tmpFiles(daemon.dataDir).join(', ')}`, () => tmpFiles(daemon.dataDir).length === 0, 5_000);
     for (const l of layers().slice(1)) assert.equal(fs.existsSync(storedBlobPath(daemon.dataDir, l.digest)), false, 'the big layers are not in the store');
     assert.equal(fs.existsSync(storedBlobPath(daemon.dataDir, layers()[0]!.digest)), true, 'the small layer that fitted is');
     assert.deepEqual(corruptStoredBlobs(daemon.dataDir), []);
@@ -120,7 +123,7 @@ describe('hardening: disk full (a 30 MiB tmpfs as the data dir)', { skip: isRoot
     const again = await download(url(big.digest));
     assert.equal(again.digest, big.digest);
     assert.equal(again.headers['x-peerpull-uncached'], undefined, 'cached again once there is room');
-    assert.ok(await waitUntil(() => fs.existsSync(storedBlobPath(daemon.dataDir, big.digest)), 5_000), 'stored');
+    await waitUntil('stored', () => fs.existsSync(storedBlobPath(daemon.dataDir, big.digest)), 5_000);
     assert.ok(daemon.logs().some((l) => /room again/.test(l.msg)), 'and it says so');
   });
 });

@@ -8,8 +8,11 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { rawExchange } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
 import { ConnectionRecorder } from './mirror-helpers.ts';
-import { diffSnapshots, ociCodes, rawExchange, rssMiB, ScriptedUpstream, snapshotDir, storedBlobs } from './hardening-helpers.ts';
+import { diffSnapshots, rssMiB, snapshotDir, storedBlobs } from './hardening-helpers.ts';
 
 const SEED = Number(process.env.PEERPULL_FUZZ_SEED ?? 20261123);
 const RUNS = Number(process.env.PEERPULL_FUZZ_RUNS ?? 1000);
@@ -89,13 +92,13 @@ function encode(req: FuzzRequest, host: string): Buffer {
 }
 
 describe('hardening: property-based fuzzing of the pull API', () => {
-  let upstream: ScriptedUpstream;
+  let upstream: FaultProxy;
   let recorder: ConnectionRecorder;
   let daemon: DaemonProcess;
 
   before(async () => {
     // The only allowlisted upstream answers 404 to everything: no request can legitimately store anything.
-    [upstream, recorder] = await Promise.all([ScriptedUpstream.start(), ConnectionRecorder.start()]);
+    [upstream, recorder] = await Promise.all([FaultProxy.start(), ConnectionRecorder.start()]);
     daemon = await startPeerpull({ registries: [`${upstream.host}=${upstream.url}`], extraArgs: ['--client-timeout', '3s'], env: { NODE_OPTIONS: '--max-old-space-size=160' } });
   });
 
@@ -127,7 +130,7 @@ describe('hardening: property-based fuzzing of the pull API', () => {
           assert.ok(admin || /^\/v2\/?([?#]|$)/.test(req.target), `${what}: only the base endpoint (or the admin API) can succeed: the upstream has nothing`);
         }
         if (status >= 400 && !admin && !(req.method === 'HEAD' && res.body.length === 0)) {
-          assert.ok(ociCodes(res.body), `${what}: ${status} with OCI error JSON, got ${res.body.toString('utf8').slice(0, 200)}`);
+          assert.ok(ociErrorCodes(res.body), `${what}: ${status} with OCI error JSON, got ${res.body.toString('utf8').slice(0, 200)}`);
         }
         assert.ok(!/root:x:0:0|BEGIN [A-Z ]*PRIVATE KEY/.test(res.body.toString('latin1')), `${what}: no file content leaks`);
         assert.ok(res.ms < 5_000, `${what}: answered in ${res.ms.toFixed(0)} ms`);

@@ -1,13 +1,11 @@
 // Helpers for the hardening suites (hardening-*.test.ts, private-images.test.ts) and the load/soak benchmarks:
-// a scripted upstream of our own (answers, redirects, stalls and lies on purpose, or passes requests on to a
-// real registry), raw HTTP with exact bytes, keep-alive request pools, process memory/fd probes and data-dir
-// snapshots (to prove that nothing was written).
+// keep-alive request pools, process memory/fd probes and data-dir snapshots (to prove that nothing
+// was written). The scripted upstream (FaultProxy) and raw HTTP are in test/fixtures/.
 import crypto from 'node:crypto';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
 import { download } from './mirror-helpers.ts';
 
 // ---- process probes ---------------------------------------------------------------------------------
@@ -86,77 +84,6 @@ export function storedBlobs(dataDir: string): string[] {
   return fs.readdirSync(root).flatMap((prefix) => fs.readdirSync(path.join(root, prefix)).map((name) => `sha256:${name}`));
 }
 
-// ---- raw HTTP -----------------------------------------------------------------------------------------
-
-export interface RawExchange {
-  /** Undefined when the server closed the connection without a complete response header. */
-  status: number | undefined;
-  headers: Record<string, string>;
-  body: Buffer;
-  /** How the connection ended: the server closed it, or our timeout fired. */
-  closedBy: 'server' | 'timeout' | 'error';
-  ms: number;
-}
-
-/**
- * Writes exact bytes to a fresh connection (request lines Node's client would refuse: NUL, bare LF,
- * unknown methods) and reads until the server closes it or `timeoutMs` passes.
- */
-export async function rawExchange(hostPort: string, request: Buffer | string, timeoutMs = 5_000): Promise<RawExchange> {
-  const i = hostPort.lastIndexOf(':');
-  const started = performance.now();
-  const socket = net.connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) });
-  const chunks: Buffer[] = [];
-  let closedBy: RawExchange['closedBy'] = 'server';
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.write(request);
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      closedBy = 'timeout';
-      socket.destroy();
-      resolve();
-    }, timeoutMs);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.once('error', () => {
-      closedBy = 'error';
-    });
-  });
-  return { ...parseResponse(Buffer.concat(chunks)), closedBy, ms: performance.now() - started };
-}
-
-function parseResponse(all: Buffer): Pick<RawExchange, 'status' | 'headers' | 'body'> {
-  // Interim answers (100 Continue after `Expect: 100-continue`) come before the real one.
-  while (/^HTTP\/1\.[01] 1\d\d /.test(all.subarray(0, 16).toString('latin1')) && all.indexOf('\r\n\r\n') >= 0) {
-    all = all.subarray(all.indexOf('\r\n\r\n') + 4);
-  }
-  const split = all.indexOf('\r\n\r\n');
-  if (split < 0) return { status: undefined, headers: {}, body: all };
-  const head = all.subarray(0, split).toString('latin1').split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of head.slice(1)) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  const length = Number(headers['content-length'] ?? NaN);
-  const rest = all.subarray(split + 4);
-  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1]), headers, body: Number.isFinite(length) ? rest.subarray(0, length) : rest };
-}
-
-/** The OCI error codes in a body, or undefined when it is not an OCI error document. */
-export function ociCodes(body: Buffer): string[] | undefined {
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown }[] };
-    if (!Array.isArray(parsed.errors) || parsed.errors.length === 0) return undefined;
-    if (!parsed.errors.every((e) => typeof e.code === 'string' && typeof e.message === 'string')) return undefined;
-    return parsed.errors.map((e) => e.code as string);
-  } catch {
-    return undefined;
-  }
-}
-
 // ---- keep-alive request pools --------------------------------------------------------------------------
 
 export interface PoolResult {
@@ -202,7 +129,7 @@ export async function requestPool(
           req.end();
         });
         result.statuses.set(status, (result.statuses.get(status) ?? 0) + 1);
-        if (status >= 400 && (r.method ?? 'GET') !== 'HEAD' && !ociCodes(body) && result.nonOciErrors.length < 5) {
+        if (status >= 400 && (r.method ?? 'GET') !== 'HEAD' && !ociErrorCodes(body) && result.nonOciErrors.length < 5) {
           result.nonOciErrors.push(`${status} ${r.path.slice(0, 80)}: ${body.toString('utf8').slice(0, 120)}`);
         }
       } catch (err) {
@@ -215,172 +142,6 @@ export async function requestPool(
   agent.destroy();
   result.ms = performance.now() - started;
   return result;
-}
-
-// ---- a scripted upstream ---------------------------------------------------------------------------------
-
-export interface ScriptedRequest {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-}
-
-export type Behavior =
-  /** Forward to the target registry (the default when a target is set), optionally to another path. */
-  | { kind: 'pass'; path?: string }
-  /** Forward, but send only `at` body bytes, then hold the connection open without a byte more. */
-  | { kind: 'pass-stall'; at: number }
-  /** Answer with this status, headers and body (Content-Length is set unless given). */
-  | { kind: 'respond'; status: number; headers?: Record<string, string>; body?: Buffer | string }
-  /** Write these exact bytes on the socket (any header, any lie), then end, destroy or hold the connection. */
-  | { kind: 'raw'; data: Buffer | string; then: 'end' | 'destroy' | 'hold' }
-  /** Accept the request and never answer. */
-  | { kind: 'stall' };
-
-/**
- * An HTTP server of our own on 127.0.0.1 that answers each request as `script` says, passing the rest on
- * to a real registry (or answering 404 OCI errors when there is none). It records every connection and
- * request, so a test can prove what the daemon did (or did not) ask.
- */
-export class ScriptedUpstream {
-  readonly server: http.Server;
-  readonly requests: (ScriptedRequest & { behavior: Behavior['kind'] })[] = [];
-  connections = 0;
-  script: (req: ScriptedRequest) => Behavior | undefined = () => undefined;
-  /** Bytes per second per response for passed-on bodies (0: unlimited), to make transfers last. */
-  throttleBytesPerSecond = 0;
-  readonly #target: URL | undefined;
-  readonly #agent = new http.Agent({ keepAlive: true });
-  readonly #held = new Set<net.Socket>();
-
-  private constructor(target: string | undefined) {
-    this.#target = target ? new URL(target) : undefined;
-    this.server = http.createServer((req, res) => void this.#handle(req, res));
-    this.server.on('connection', (socket: net.Socket) => {
-      this.connections++;
-      socket.on('error', () => undefined);
-    });
-  }
-
-  static async start(target?: string): Promise<ScriptedUpstream> {
-    const s = new ScriptedUpstream(target);
-    s.server.listen(0, '127.0.0.1');
-    await once(s.server, 'listening');
-    return s;
-  }
-
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  get host(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  get url(): string {
-    return `http://${this.host}`;
-  }
-
-  /** Requests whose URL contains this. */
-  requestsFor(part: string): ScriptedRequest[] {
-    return this.requests.filter((r) => r.url.includes(part));
-  }
-
-  /** Lets every held connection go (destroys them). */
-  releaseHeld(): void {
-    for (const s of this.#held) s.destroy();
-    this.#held.clear();
-  }
-
-  async close(): Promise<void> {
-    this.releaseHeld();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.#agent.destroy();
-  }
-
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const info: ScriptedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers };
-    const behavior: Behavior = this.script(info) ?? (this.#target ? { kind: 'pass' } : { kind: 'respond', status: 404, headers: { 'content-type': 'application/json' }, body: '{"errors":[{"code":"NAME_UNKNOWN","message":"scripted upstream: unknown"}]}' });
-    this.requests.push({ ...info, behavior: behavior.kind });
-    req.resume();
-    switch (behavior.kind) {
-      case 'respond': {
-        const body = behavior.body === undefined ? Buffer.alloc(0) : Buffer.from(behavior.body);
-        res.writeHead(behavior.status, { 'content-length': String(body.length), ...behavior.headers });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
-      case 'raw': {
-        const socket = req.socket;
-        socket.write(behavior.data);
-        if (behavior.then === 'end') socket.end();
-        else if (behavior.then === 'destroy') socket.destroy();
-        else this.#hold(socket);
-        return;
-      }
-      case 'stall':
-        this.#hold(req.socket);
-        return;
-      case 'pass':
-      case 'pass-stall':
-        await this.#forward(req, res, behavior.kind === 'pass-stall' ? behavior.at : undefined, behavior.kind === 'pass' ? behavior.path : undefined);
-    }
-  }
-
-  #hold(socket: net.Socket): void {
-    this.#held.add(socket);
-    socket.once('close', () => this.#held.delete(socket));
-  }
-
-  async #forward(req: http.IncomingMessage, res: http.ServerResponse, stallAt: number | undefined, pathOverride?: string): Promise<void> {
-    const target = this.#target;
-    if (!target) {
-      res.writeHead(502).end();
-      return;
-    }
-    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: pathOverride ?? req.url, headers: { ...req.headers, host: target.host }, agent: this.#agent });
-    upstream.once('error', () => res.destroy());
-    upstream.end();
-    let upRes: http.IncomingMessage;
-    try {
-      [upRes] = (await once(upstream, 'response')) as [http.IncomingMessage];
-    } catch {
-      res.destroy();
-      return;
-    }
-    res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-    if (stallAt === undefined && this.throttleBytesPerSecond > 0) {
-      res.once('close', () => upRes.destroy());
-      try {
-        for await (const chunk of upRes as AsyncIterable<Buffer>) {
-          for (let i = 0; i < chunk.length; i += 16 * 1024) {
-            const part = chunk.subarray(i, i + 16 * 1024);
-            if (res.destroyed) return;
-            if (!res.write(part)) await once(res, 'drain');
-            await new Promise((r) => setTimeout(r, (part.length / this.throttleBytesPerSecond) * 1000));
-          }
-        }
-        res.end();
-      } catch {
-        res.destroy();
-      }
-      return;
-    }
-    if (stallAt === undefined) {
-      upRes.pipe(res);
-      return;
-    }
-    let sent = 0;
-    for await (const chunk of upRes as AsyncIterable<Buffer>) {
-      const part = chunk.subarray(0, Math.max(0, stallAt - sent));
-      if (part.length) res.write(part);
-      sent += part.length;
-      if (sent >= stallAt) break;
-    }
-    upRes.destroy();
-    this.#hold(req.socket);
-  }
 }
 
 // ---- small utilities --------------------------------------------------------------------------------------

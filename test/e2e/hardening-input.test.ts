@@ -10,14 +10,14 @@ import net from 'node:net';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
-import { download, rawRequest } from './mirror-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { rawExchange, rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
+import { download } from './mirror-helpers.ts';
 import {
   diffSnapshots,
-  ociCodes,
-  rawExchange,
   requestPool,
   rssMiB,
-  ScriptedUpstream,
   snapshotDir,
   type DirSnapshot,
 } from './hardening-helpers.ts';
@@ -29,7 +29,7 @@ const MISSES = Number(process.env.PEERPULL_HARDEN_MISSES ?? 10_000);
 describe('hardening: bad input against a running daemon', () => {
   let reg: Registry;
   let image: BuiltImage;
-  let upstream: ScriptedUpstream;
+  let upstream: FaultProxy;
   let daemon: DaemonProcess;
   let snapshot: DirSnapshot;
   let rssAtStart: number;
@@ -52,7 +52,7 @@ describe('hardening: bad input against a running daemon', () => {
       for (const l of m.layers) known.add(l.digest);
     }
     known.add(image.manifestDigest);
-    upstream = await ScriptedUpstream.start(reg.url);
+    upstream = await FaultProxy.start(reg.url);
     // Blobs the registry does not have are answered here, so the 10k misses do not load the real registry.
     upstream.script = (r) => {
       const digest = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(r.url)?.[1];
@@ -149,7 +149,7 @@ describe('hardening: bad input against a running daemon', () => {
           continue;
         }
         assert.match(res.headers['content-type'] ?? '', /^application\/json/, target.slice(0, 120));
-        const codes = ociCodes(res.body);
+        const codes = ociErrorCodes(res.body);
         assert.ok(codes?.length === 1 && code.split('|').includes(codes[0]!), `${method} ${target.slice(0, 120)}: ${JSON.stringify(codes)}, expected ${code}`);
         assert.ok(res.body.length < 2_000, `the error echoes at most a bounded part of the input (${res.body.length} bytes)`);
       }
@@ -181,7 +181,7 @@ describe('hardening: bad input against a running daemon', () => {
       const res = await rawExchange(daemon.host, request, 5_000);
       assert.equal(res.closedBy, 'server', `${what}: the server closes the connection`);
       assert.equal(res.status, 400, `${what}: ${res.status} ${res.body.toString('latin1').slice(0, 200)}`);
-      assert.deepEqual(ociCodes(res.body), ['UNSUPPORTED'], what);
+      assert.deepEqual(ociErrorCodes(res.body), ['UNSUPPORTED'], what);
     }
     await assertHealthyAndUntouched('parser errors');
   });
@@ -201,7 +201,7 @@ describe('hardening: bad input against a running daemon', () => {
     for (const [method, target, status] of cases) {
       const res = await rawExchange(daemon.host, `${method} ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5_000);
       assert.equal(res.status, status, `${method} ${target}: ${res.body.toString('latin1').slice(0, 200)}`);
-      assert.ok(ociCodes(res.body)?.length, `${method} ${target}: OCI error JSON, got ${res.body.toString('latin1').slice(0, 200)}`);
+      assert.ok(ociErrorCodes(res.body)?.length, `${method} ${target}: OCI error JSON, got ${res.body.toString('latin1').slice(0, 200)}`);
     }
     // CONNECT (a proxy tunnel) is not answered at all: the connection is closed, nothing is dialled.
     const connect = await rawExchange(daemon.host, `CONNECT ${upstream.host} HTTP/1.1\r\nHost: ${upstream.host}\r\n\r\n`, 5_000);
@@ -223,7 +223,7 @@ describe('hardening: bad input against a running daemon', () => {
       const res = await rawRequest(daemon.host, 'GET', target, { headers: { range } });
       assert.equal(res.status, 416, `Range: ${range.slice(0, 60)}`);
       assert.equal(res.headers['content-range'], `bytes */${l.size}`, range.slice(0, 60));
-      assert.deepEqual(ociCodes(res.body), ['RANGE_INVALID'], range.slice(0, 60));
+      assert.deepEqual(ociErrorCodes(res.body), ['RANGE_INVALID'], range.slice(0, 60));
     }
     const clamped: [string, number, number][] = [
       [`bytes=0-${'9'.repeat(40)}`, 0, l.size - 1],
@@ -244,7 +244,7 @@ describe('hardening: bad input against a running daemon', () => {
     const missing = `sha256:${crypto.createHash('sha256').update('range-missing').digest('hex')}`;
     const miss = await rawRequest(daemon.host, 'GET', `/v2/library/input/blobs/${missing}`, { headers: { range: 'bytes=5-1' } });
     assert.equal(miss.status, 404);
-    assert.deepEqual(ociCodes(miss.body), ['BLOB_UNKNOWN']);
+    assert.deepEqual(ociErrorCodes(miss.body), ['BLOB_UNKNOWN']);
     await assertHealthyAndUntouched('ranges');
   });
 
@@ -261,7 +261,7 @@ describe('hardening: bad input against a running daemon', () => {
       assert.notEqual(res.closedBy, 'timeout', what);
       if (res.closedBy === 'error' && res.status === undefined) continue;
       assert.equal(res.status, 431, `${what}: ${res.status} ${res.body.toString('latin1').slice(0, 200)}`);
-      assert.deepEqual(ociCodes(res.body), ['UNSUPPORTED'], what);
+      assert.deepEqual(ociErrorCodes(res.body), ['UNSUPPORTED'], what);
     }
     // Just under the limit (Node's 16 KiB) is a normal request.
     const fine = await rawExchange(daemon.host, `GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ${'d'.repeat(12 * 1024)}\r\n\r\n`, 5_000);
@@ -325,7 +325,7 @@ describe('hardening: bad input against a running daemon', () => {
     }
     for (const name of ['header, 1 byte/s', 'header, 1 byte/100ms', 'idle, not a byte', 'request line only']) {
       assert.match(answers[name] ?? '', /^HTTP\/1\.1 408 /, `${name}: answered 408 (${JSON.stringify((answers[name] ?? '').slice(0, 80))})`);
-      assert.deepEqual(ociCodes(Buffer.from((answers[name] ?? '').split('\r\n\r\n')[1] ?? '', 'latin1')), ['UNSUPPORTED'], name);
+      assert.deepEqual(ociErrorCodes(Buffer.from((answers[name] ?? '').split('\r\n\r\n')[1] ?? '', 'latin1')), ['UNSUPPORTED'], name);
     }
     // The body drippers got their answer at once (405 / 200), then were cut off at the deadline.
     assert.match(answers['POST body, 1 byte/s'] ?? '', /^HTTP\/1\.1 405 /);

@@ -20,7 +20,8 @@ import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/da
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
-import { makeClusterKey, metricValue, p2pArgs, p2pMetrics, peerAddr, pullVia, waitFor, MB } from './p2p-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { makeClusterKey, metricValue, p2pArgs, p2pMetrics, peerAddr, pullVia, MB } from './p2p-helpers.ts';
 import { fdCount, rssMiB } from './hardening-helpers.ts';
 import { cpuSeconds } from '../cluster/proc-stats.ts';
 
@@ -55,7 +56,7 @@ describe('hardening: a member that takes more than its share', () => {
     });
     members.push(node);
     const id = peerAddr(victim).split('/p2p/')[1];
-    await waitFor(`${name} to connect to the victim`, () => node.libp2p.getPeers().some((p) => p.toString() === id), 10_000, 50);
+    await waitUntil(`${name} to connect to the victim`, () => node.libp2p.getPeers().some((p) => p.toString() === id), 10_000, 50);
     victimId ??= node.libp2p.getPeers().find((p) => p.toString() === id)!;
     return node;
   }
@@ -67,7 +68,7 @@ describe('hardening: a member that takes more than its share', () => {
   async function settled(what: string, count: () => Promise<number>, target: number): Promise<void> {
     let seen = -1;
     let since = Date.now();
-    await waitFor(what, async () => {
+    await waitUntil(what, async () => {
       const now = await count();
       if (now !== seen) [seen, since] = [now, Date.now()];
       return now >= target || Date.now() - since > 3_000;
@@ -169,7 +170,7 @@ describe('hardening: a member that takes more than its share', () => {
     try {
       // While the hog holds its slots (the victim waits on its paused streams), an honest daemon pulls the image.
       honest = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(keyFile)), '--bootstrap', peerAddr(victim)] });
-      await waitFor('the honest daemon to join the DHT', async () => metricValue(await honest.metrics(), 'peerpull_dht_routing_table_size') >= 1, 15_000, 100);
+      await waitUntil('the honest daemon to join the DHT', async () => metricValue(await honest.metrics(), 'peerpull_dht_routing_table_size') >= 1, 15_000, 100);
       const pull = await pullVia(honest, reg, 'library/limits', 'v1');
       const fromPeers = (await p2pMetrics(honest)).fetched.peer;
       const stillHeld = answers.filter((a) => a.status === 'ok' && a.stream.status === 'open').length;
@@ -203,7 +204,7 @@ describe('hardening: a member that takes more than its share', () => {
         pushed += chunk.length;
         if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(5_000) });
       }
-      await waitFor('the bytes to leave or the stream to be cut', () => stream.status !== 'open' || stream.writeBufferLength === 0, 10_000, 20);
+      await waitUntil('the bytes to leave or the stream to be cut', () => stream.status !== 'open' || stream.writeBufferLength === 0, 10_000, 20);
       await new Promise((r) => setTimeout(r, 500));
     } catch {
       // the victim reset the stream

@@ -15,7 +15,8 @@ import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/da
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
-import { makeClusterKey, p2pArgs, p2pMetrics, peerAddr, pullVia, waitFor, MB } from './p2p-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { makeClusterKey, p2pArgs, p2pMetrics, peerAddr, pullVia, MB } from './p2p-helpers.ts';
 import { fetchLikeContainerd, rssMiB } from './hardening-helpers.ts';
 
 /** Provider records the flooding member announces (each costs a DHT query among the test's nodes). */
@@ -104,7 +105,7 @@ describe('hardening: hostile peers', () => {
     });
     for (const lie of ['too-many-bytes', 'size-lie', 'stall', 'garbage-header', 'not-found'] as const) attackers.set(lie, await startAttacker(lie));
     attacker = attackers.get('not-found')!;
-    await waitFor('the attackers to join the victim', async () => (await p2pMetrics(victim)).connected >= attackers.size, 15_000, 100);
+    await waitUntil('the attackers to join the victim', async () => (await p2pMetrics(victim)).connected >= attackers.size, 15_000, 100);
   });
 
   after(async () => {

@@ -11,9 +11,12 @@ import path from 'node:path';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess, type PeerpullLogLine } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/images.ts';
-import { ConnectionRecorder, corruptStoredBlobs, download, rawRequest, storedBlobPath, tmpFiles, waitUntil, type Download } from './mirror-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
+import { ConnectionRecorder, corruptStoredBlobs, download, storedBlobPath, tmpFiles, type Download } from './mirror-helpers.ts';
 import { waitStored } from '../fixtures/store-files.ts';
-import { ociCodes, ScriptedUpstream } from './hardening-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const TIMEOUT_MS = 2_000;
@@ -24,14 +27,14 @@ describe('hardening: upstream faults', () => {
   let blobsImage: BuiltImage;
   const images = new Map<string, BuiltImage>();
   /** The daemon's main upstream; `tokenUp` and `limitedUp` are separate registries (their state is per registry). */
-  let up: ScriptedUpstream;
-  let tokenUp: ScriptedUpstream;
-  let limitedUp: ScriptedUpstream;
-  let hangingRealm: ScriptedUpstream;
+  let up: FaultProxy;
+  let tokenUp: FaultProxy;
+  let limitedUp: FaultProxy;
+  let hangingRealm: FaultProxy;
   let recorder: ConnectionRecorder;
   let daemon: DaemonProcess;
   /** A routing table for the main upstream's script: first matching rule wins. */
-  let rules: { match: (method: string, url: string) => boolean; respond: (method: string, url: string) => ReturnType<ScriptedUpstream['script']> }[] = [];
+  let rules: { match: (method: string, url: string) => boolean; respond: (method: string, url: string) => ReturnType<FaultProxy['script']> }[] = [];
 
   const layer = (i: number): BuiltLayer => blobsImage.manifests[0]!.layers[i]!;
   const manifestBytes = (img: BuiltImage): Buffer => fs.readFileSync(path.join(img.layoutDir, 'blobs', 'sha256', img.manifestDigest.slice(7)));
@@ -41,7 +44,7 @@ describe('hardening: upstream faults', () => {
   const warnings = (since: number): PeerpullLogLine[] => daemon.logs().slice(since).filter((l) => l.level >= 40);
   const warningText = (since: number): string => warnings(since).map((l) => `${l.msg} ${String(l.err ?? '')}`).join('\n');
   const assertNothingStored = async (digests: string[]): Promise<void> => {
-    assert.ok(await waitUntil(() => tmpFiles(daemon.dataDir).length === 0, 5_000), `tmp/ is empty: ${tmpFiles(daemon.dataDir).join(', ')}`);
+    await waitUntil(() => `tmp/ is empty: ${tmpFiles(daemon.dataDir).join(', ')}`, () => tmpFiles(daemon.dataDir).length === 0, 5_000);
     for (const d of digests) assert.equal(fs.existsSync(storedBlobPath(daemon.dataDir, d)), false, `nothing stored for ${d}`);
     assert.deepEqual(corruptStoredBlobs(daemon.dataDir), [], 'every stored file hashes to its name');
   };
@@ -61,10 +64,10 @@ describe('hardening: upstream faults', () => {
     MANIFEST_IMAGES.forEach((name, i) => images.set(name, built[i + 1]!));
     await Promise.all([pushImage(blobsImage, `${reg.host}/library/ub:v1`), ...MANIFEST_IMAGES.map((name) => pushImage(images.get(name)!, `${reg.host}/library/${name}:v1`))]);
     [up, tokenUp, limitedUp, hangingRealm, recorder] = await Promise.all([
-      ScriptedUpstream.start(reg.url),
-      ScriptedUpstream.start(reg.url),
-      ScriptedUpstream.start(reg.url),
-      ScriptedUpstream.start(),
+      FaultProxy.start(reg.url),
+      FaultProxy.start(reg.url),
+      FaultProxy.start(reg.url),
+      FaultProxy.start(),
       ConnectionRecorder.start(),
     ]);
     up.script = (r) => rules.find((rule) => rule.match(r.method, r.url))?.respond(r.method, r.url);
@@ -88,7 +91,7 @@ describe('hardening: upstream faults', () => {
     const since = daemon.logs().length;
     const res = await getManifest('m-json', 'v1');
     assert.equal(res.status, 404);
-    assert.deepEqual(ociCodes(res.body), ['MANIFEST_UNKNOWN']);
+    assert.deepEqual(ociErrorCodes(res.body), ['MANIFEST_UNKNOWN']);
     assert.ok(res.ms < 3_000, `prompt: ${res.ms.toFixed(0)} ms`);
     assert.match(warningText(since), /not a manifest|invalid|JSON/i, 'a log line says the upstream sent something that is not a manifest');
     const { createHash } = await import('node:crypto');
@@ -126,7 +129,7 @@ describe('hardening: upstream faults', () => {
       assert.ok(res.ms < 3_000, `${repo}: prompt (${res.ms.toFixed(0)} ms)`);
     }
     // The 404 can reach the client a moment before the second warning is written.
-    assert.ok(await waitUntil(() => warnings(since).length >= 2, 3_000), `logged: ${warningText(since)}`);
+    await waitUntil(() => `logged: ${warningText(since)}`, () => warnings(since).length >= 2, 3_000);
     await assertNothingStored([img.manifestDigest, img2.manifestDigest]);
   });
 
@@ -243,7 +246,7 @@ describe('hardening: upstream faults', () => {
     limitedUp.script = (r) => (r.url.startsWith('/v2/library/') ? { kind: 'respond', status: 429, headers: { 'retry-after': '30', 'content-type': 'application/json' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' } : undefined);
     const first = await getManifest('m-429', 'v1', limitedUp.host);
     assert.equal(first.status, 429);
-    assert.deepEqual(ociCodes(first.body), ['TOOMANYREQUESTS']);
+    assert.deepEqual(ociErrorCodes(first.body), ['TOOMANYREQUESTS']);
     assert.ok(Number(first.headers['retry-after']) > 0, `Retry-After: ${first.headers['retry-after']}`);
     const asked = limitedUp.requests.length;
     const t0 = performance.now();

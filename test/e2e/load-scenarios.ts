@@ -5,8 +5,9 @@ import http from 'node:http';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
 import { MiB } from './mirror-helpers.ts';
-import { percentile, rssMiB, sampleMax, ScriptedUpstream } from './hardening-helpers.ts';
+import { percentile, rssMiB, sampleMax } from './hardening-helpers.ts';
 
 export interface Fetched {
   status: number;
@@ -41,7 +42,7 @@ export function fetchBlob(url: string, agent: http.Agent, timeoutMs = 120_000): 
 
 export class LoadRig {
   reg!: Registry;
-  upstream!: ScriptedUpstream;
+  upstream!: FaultProxy;
   daemon!: DaemonProcess;
   big!: BuiltImage;
   many!: BuiltImage;
@@ -53,7 +54,7 @@ export class LoadRig {
       getImageLayout({ name: 'hardening-load-many', layers: Array.from({ length: opts.manyLayers }, (_, i) => 20_000 + i * 97) }),
     ]);
     await Promise.all([pushImage(this.big, `${this.reg.host}/library/big:v1`), pushImage(this.many, `${this.reg.host}/library/many:v1`)]);
-    this.upstream = await ScriptedUpstream.start(this.reg.url);
+    this.upstream = await FaultProxy.start(this.reg.url);
     // As installs run it (deploy/bin/peerpull: its allocator and V8 settings), since memory and latency are measured.
     this.daemon = await startPeerpull({ registries: [`${this.upstream.host}=${this.upstream.url}`], launcher: true, ...(opts.daemonEnv ? { env: opts.daemonEnv } : {}) });
   }

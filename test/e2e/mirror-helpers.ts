@@ -1,7 +1,6 @@
 // Helpers shared by the mirror end-to-end tests (mirror-pull.test.ts, mirror-faults.test.ts):
-// raw HTTP (exact paths, exact bytes), streaming blob downloads that report how they ended, a
-// fault-injecting HTTP proxy to put in front of the real registry, and a listener that counts
-// connections (to prove that nothing was contacted).
+// streaming blob downloads that report how they ended, and a listener that counts connections
+// (to prove that nothing was contacted). Raw HTTP and the fault proxy are in test/fixtures/.
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -10,92 +9,6 @@ import net from 'node:net';
 import path from 'node:path';
 
 export const MiB = 1024 * 1024;
-
-// ---- raw HTTP ---------------------------------------------------------------------------------------
-
-export interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  /** Exactly the bytes that followed the header block (de-chunked if chunked). */
-  body: Buffer;
-  ms: number;
-}
-
-/**
- * Sends one request with a literal request-target over a fresh TCP connection (`Connection: close`)
- * and returns everything the server sent. Unlike fetch, nothing normalizes `..`, `//` or `%2e`, and
- * a body sent after a HEAD response would show up in `body`.
- */
-export async function rawRequest(
-  hostPort: string,
-  method: string,
-  target: string,
-  opts: { headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number } = {},
-): Promise<RawResponse> {
-  const [host, port] = splitHostPort(hostPort);
-  const started = performance.now();
-  const socket = net.connect({ host, port });
-  socket.setTimeout(opts.timeoutMs ?? 10_000, () => socket.destroy(new Error(`${method} ${target}: timed out`)));
-  const body = opts.body === undefined ? undefined : Buffer.from(opts.body);
-  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${hostPort}`, 'Connection: close', 'User-Agent: peerpull-e2e-raw'];
-  for (const [k, v] of Object.entries(opts.headers ?? {})) lines.push(`${k}: ${v}`);
-  if (body) lines.push(`Content-Length: ${body.length}`);
-  socket.write(lines.join('\r\n') + '\r\n\r\n');
-  if (body) socket.write(body);
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  // A server that answers before reading the whole request body may reset the connection: keep
-  // whatever response arrived and let the parsing below decide.
-  let failure: Error | undefined;
-  await new Promise<void>((resolve) => {
-    socket.once('end', resolve);
-    socket.once('close', resolve);
-    socket.on('error', (err) => {
-      failure = err;
-      resolve();
-    });
-  });
-  socket.destroy();
-  const all = Buffer.concat(chunks);
-  const split = all.indexOf('\r\n\r\n');
-  if (split < 0) throw new Error(`${method} ${target}: no complete response header (${all.length} bytes)${failure ? `: ${failure.message}` : ''}`);
-  const head = all.subarray(0, split).toString('latin1').split('\r\n');
-  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1]);
-  const headers: Record<string, string> = {};
-  for (const line of head.slice(1)) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  let rest: Buffer = all.subarray(split + 4);
-  if (headers['transfer-encoding']?.includes('chunked')) rest = dechunk(rest);
-  return { status, headers, body: rest, ms: performance.now() - started };
-}
-
-function dechunk(data: Buffer): Buffer {
-  const out: Buffer[] = [];
-  let pos = 0;
-  for (;;) {
-    const eol = data.indexOf('\r\n', pos);
-    if (eol < 0) break;
-    const size = parseInt(data.subarray(pos, eol).toString('latin1'), 16);
-    if (!Number.isFinite(size) || size === 0) break;
-    out.push(data.subarray(eol + 2, eol + 2 + size));
-    pos = eol + 2 + size + 2;
-  }
-  return Buffer.concat(out);
-}
-
-function splitHostPort(hostPort: string): [string, number] {
-  const i = hostPort.lastIndexOf(':');
-  return [hostPort.slice(0, i), Number(hostPort.slice(i + 1))];
-}
-
-/** The OCI error codes in a JSON error body (throws if the body is not one). */
-export function ociErrorCodes(body: Buffer): string[] {
-  const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: string }[] };
-  if (!Array.isArray(parsed.errors)) throw new Error(`not an OCI error body: ${body.toString('utf8').slice(0, 200)}`);
-  return parsed.errors.map((e) => String(e.code));
-}
 
 // ---- streaming downloads ----------------------------------------------------------------------------
 
@@ -159,176 +72,6 @@ export function download(
   });
 }
 
-// ---- a fault-injecting proxy ------------------------------------------------------------------------
-
-export type Fault =
-  /** Sends `at` body bytes, then destroys the connection. */
-  | { kind: 'truncate'; at: number }
-  /** Inverts the body byte at offset `at` (a complete, wrong body). */
-  | { kind: 'flip'; at: number }
-  /** Sends `at` body bytes, then holds the rest until the rule's `release()` is called. */
-  | { kind: 'pause'; at: number };
-
-export interface FaultRule {
-  /** Applies to GET responses whose path contains this (e.g. a digest). */
-  pathIncludes: string;
-  fault: Fault;
-  /** How many responses it applies to (default: all). */
-  times?: number;
-  /** Set by the proxy: how often the fault was applied. */
-  applied?: number;
-  /** Set by the proxy: resolves once the fault was applied the first time (e.g. a pause reached). */
-  reached?: Promise<void>;
-  /** Set by the proxy: lets paused responses go on (and later ones pass the pause point at once). */
-  release?: () => void;
-  released?: Promise<void>;
-  onApplied?: () => void;
-}
-
-export interface ProxiedRequest {
-  method: string;
-  url: string;
-  range: string | undefined;
-  status: number;
-  /** Body bytes the proxy sent to its client. */
-  sent: number;
-  fault: Fault['kind'] | undefined;
-}
-
-/**
- * An HTTP proxy of our own, on 127.0.0.1, that forwards every request to a real registry and can
- * break blob responses on purpose. The registry's own access log still counts every request.
- */
-export class FaultProxy {
-  readonly server: http.Server;
-  readonly agent = new http.Agent({ keepAlive: true });
-  readonly requests: ProxiedRequest[] = [];
-  rules: FaultRule[] = [];
-  readonly #target: URL;
-
-  private constructor(target: string) {
-    this.#target = new URL(target);
-    this.server = http.createServer((req, res) => void this.#handle(req, res));
-  }
-
-  static async start(target: string): Promise<FaultProxy> {
-    const proxy = new FaultProxy(target);
-    proxy.server.listen(0, '127.0.0.1');
-    await once(proxy.server, 'listening');
-    return proxy;
-  }
-
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  get host(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  get url(): string {
-    return `http://${this.host}`;
-  }
-
-  /** Adds a rule; `reached` resolves once the fault hit a response (for a pause: a response is held). */
-  addRule(rule: FaultRule): Required<Pick<FaultRule, 'reached' | 'release'>> & FaultRule {
-    rule.applied = 0;
-    let resolveReached!: () => void;
-    let resolveReleased!: () => void;
-    rule.reached = new Promise((r) => (resolveReached = r));
-    rule.released = new Promise((r) => (resolveReleased = r));
-    rule.onApplied = resolveReached;
-    rule.release = resolveReleased;
-    this.rules.push(rule);
-    return rule as Required<Pick<FaultRule, 'reached' | 'release'>> & FaultRule;
-  }
-
-  /** Releases every pause and removes all rules (call between tests). */
-  reset(): void {
-    for (const rule of this.rules) rule.release?.();
-    this.rules = [];
-  }
-
-  /** GET requests (blob or manifest fetches) whose path contains this. */
-  getsFor(pathIncludes: string): ProxiedRequest[] {
-    return this.requests.filter((r) => r.method === 'GET' && r.url.includes(pathIncludes));
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.agent.destroy();
-  }
-
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const record: ProxiedRequest = { method: req.method ?? '', url: req.url ?? '', range: req.headers.range, status: 0, sent: 0, fault: undefined };
-    this.requests.push(record);
-    const headers = { ...req.headers, host: this.#target.host };
-    const upstream = http.request({ host: this.#target.hostname, port: this.#target.port, method: req.method, path: req.url, headers, agent: this.agent });
-    upstream.once('error', () => res.destroy());
-    req.pipe(upstream);
-    let upRes: http.IncomingMessage;
-    try {
-      [upRes] = (await once(upstream, 'response')) as [http.IncomingMessage];
-    } catch {
-      res.destroy();
-      return;
-    }
-    record.status = upRes.statusCode ?? 0;
-    const rule = req.method === 'GET' && (upRes.statusCode === 200 || upRes.statusCode === 206)
-      ? this.rules.find((r) => record.url.includes(r.pathIncludes) && (r.times === undefined || (r.applied ?? 0) < r.times))
-      : undefined;
-    if (rule) {
-      rule.applied = (rule.applied ?? 0) + 1;
-      record.fault = rule.fault.kind;
-    }
-    res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-    const gone = new AbortController();
-    res.once('close', () => {
-      gone.abort();
-      upRes.destroy();
-    });
-    const fault = rule?.fault;
-    let offset = 0;
-    try {
-      for await (const data of upRes as AsyncIterable<Buffer>) {
-        let chunk = data;
-        if (fault && (fault.kind === 'truncate' || fault.kind === 'pause') && offset <= fault.at && offset + chunk.length >= fault.at) {
-          const head = chunk.subarray(0, fault.at - offset);
-          if (head.length > 0) await write(res, head, gone.signal);
-          record.sent += head.length;
-          offset += head.length;
-          chunk = chunk.subarray(head.length);
-          rule.onApplied?.();
-          if (fault.kind === 'truncate') {
-            res.destroy();
-            upRes.destroy();
-            return;
-          }
-          await rule.released;
-          if (res.destroyed) return;
-        }
-        if (fault?.kind === 'flip' && offset <= fault.at && offset + chunk.length > fault.at) {
-          chunk = Buffer.from(chunk);
-          chunk[fault.at - offset] = (chunk[fault.at - offset] as number) ^ 0xff;
-          rule?.onApplied?.();
-        }
-        if (chunk.length > 0) await write(res, chunk, gone.signal);
-        record.sent += chunk.length;
-        offset += chunk.length;
-      }
-      res.end();
-    } catch {
-      res.destroy();
-    }
-  }
-}
-
-async function write(res: http.ServerResponse, chunk: Buffer, gone: AbortSignal): Promise<void> {
-  if (res.destroyed || gone.aborted) throw new Error('client gone');
-  if (!res.write(chunk)) await once(res, 'drain', { signal: gone });
-}
-
 // ---- a listener that must never be contacted ------------------------------------------------------
 
 export class ConnectionRecorder {
@@ -364,7 +107,6 @@ export class ConnectionRecorder {
 
 // ---- the daemon's data dir --------------------------------------------------------------------------
 
-
 export { fileDigest, storedBlobPath } from '../fixtures/store-files.ts';
 import { fileDigest } from '../fixtures/store-files.ts';
 
@@ -375,7 +117,6 @@ export function tmpFiles(dataDir: string): string[] {
     return [];
   }
 }
-
 
 /** Every file under blobs/ whose name is not the sha256 of its content (should be none). */
 export function corruptStoredBlobs(dataDir: string): string[] {
@@ -393,14 +134,4 @@ export function corruptStoredBlobs(dataDir: string): string[] {
 export async function resetLog(reg: { flushLog(): Promise<void>; clearLog(): void }): Promise<void> {
   await reg.flushLog();
   reg.clearLog();
-}
-
-/** Polls `check` until it returns true or `timeoutMs` passes; returns the last result. */
-export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, intervalMs = 20): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }

@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { startPeerpull } from '../fixtures/daemon.ts';
 import { freePort } from '../fixtures/ports.ts';
-import { rawRequest } from './mirror-helpers.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
 
 export interface NsProbeResult {
   allowedPort: number;

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
-import { MB, PEER_TRANSPORTS, blobBytes, blobsOf, makeClusterKey, p2pArgs, p2pMetrics, pullVia, stopAll, transportArgs, waitFor } from './p2p-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { MB, PEER_TRANSPORTS, blobBytes, blobsOf, makeClusterKey, p2pArgs, p2pMetrics, pullVia, stopAll, transportArgs } from './p2p-helpers.ts';
 
 const REPO = 'library/burst';
 const TAG = 'v1';
@@ -31,7 +32,7 @@ for (const transport of PEER_TRANSPORTS) describe(`burst: six daemons pull one c
         startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), ...transportArgs(transport), '--log-level', 'debug'] }),
       ),
     );
-    await waitFor('every daemon to join through the seed', async () => (await Promise.all(daemons.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
+    await waitUntil('every daemon to join through the seed', async () => (await Promise.all(daemons.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
   });
 
   after(async () => {
@@ -56,7 +57,7 @@ for (const transport of PEER_TRANSPORTS) describe(`burst: six daemons pull one c
     assert.equal(reg.bytesSent({ kind: 'blob' }), bytes, 'upstream blob bytes = the image once');
 
     // Seed: each blob sent (GET 200/206) to at most FANOUT daemons; 503 "busy" answers send no blob.
-    await waitFor('the seed to log its blob requests', () => blobs.every((b) => seed.pulls().some((p) => p.digest === b.digest && p.status === 200)), 3_000);
+    await waitUntil('the seed to log its blob requests', () => blobs.every((b) => seed.pulls().some((p) => p.digest === b.digest && p.status === 200)), 3_000);
     const seedPulls = seed.pulls().filter((p) => p.kind === 'blob' && p.method === 'GET');
     const perBlob = blobs.map((b) => {
       const mine = seedPulls.filter((p) => p.digest === b.digest);

@@ -8,7 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
-import { TestProxy, storedBlobs } from './seed-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
+import { storedBlobs } from './seed-helpers.ts';
 import {
   MB,
   PEER_TRANSPORTS,
@@ -26,7 +28,6 @@ import {
   stopAll,
   timeOf,
   transportArgs,
-  waitFor,
   waitProvided,
   waitStored,
 } from './p2p-helpers.ts';
@@ -73,7 +74,7 @@ function blobUrl(d: DaemonProcess, reg: Registry, repository: string, digest: st
 for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`, () => {
   const key = makeClusterKey();
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let nodes: DaemonProcess[] = [];
   let corruptImg: BuiltImage;
@@ -88,7 +89,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     await pushImage(corruptImg, `${reg.host}/library/corrupt:${TAG}`);
     await pushImage(bigImg, `${reg.host}/library/kill:${TAG}`);
     // The upstream is reached through a proxy of ours, so a test can slow it down.
-    proxy = await TestProxy.start(reg.url);
+    proxy = await FaultProxy.start(reg.url);
     const upstream = `${reg.host}=${proxy.url}`;
     seed = await startPeerpull({ command: 'seed', registries: [upstream], defaultRegistry: reg.host, extraArgs: [...(await p2pArgs(key))] });
     nodes = await Promise.all(
@@ -100,7 +101,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
         }),
       ),
     );
-    await waitFor('every daemon to join through the seed', async () => (await Promise.all(nodes.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
+    await waitUntil('every daemon to join through the seed', async () => (await Promise.all(nodes.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
   });
 
   after(async () => {
@@ -144,10 +145,10 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     const quarantinedAt = timeOf(quarantined[0]!);
     const laterAsks = logsWith(puller, 'fetching from peer', { peer: badId }).filter((l) => timeOf(l) > quarantinedAt);
     assert.deepEqual(laterAsks.map((l) => l.digest), [], 'the quarantined peer was not asked again');
-    await waitFor('the corrupt peer to log its upload', () => bad.logs().some((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest), 3_000);
+    await waitUntil('the corrupt peer to log its upload', () => bad.logs().some((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest), 3_000);
     assert.equal(bad.logs().filter((l) => /^blob upload/.test(l.msg) && l.digest === layer.digest).length, 1, 'the corrupt copy was sent once');
     // The client has the last byte once the digest verified; the store's fsync + rename (and this log line) follow.
-    await waitFor('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
+    await waitUntil('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
     const stored = logsWith(puller, 'blob stored', { digest: layer.digest });
     assert.equal(stored.length, 1);
     assert.equal((stored[0]!.bySource as Record<string, number>).peer ?? 0, 0, `the good copy came from elsewhere: ${JSON.stringify(stored[0]!.bySource)}`);
@@ -165,13 +166,13 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     const [, , provider, puller] = nodes as [DaemonProcess, DaemonProcess, DaemonProcess, DaemonProcess];
     const repo = 'library/kill';
     const layer = bigImg.manifests[0]!.layers[0]!; // 40 MB
-    proxy.bytesPerSecond = 16 * MB; // the seed's upstream download takes ~2.5 s: the provider is still downloading
+    proxy.throttleBytesPerSecond = 16 * MB; // the seed's upstream download takes ~2.5 s: the provider is still downloading
     try {
       // The provider starts downloading (through the seed) and announces the blob at once.
       let providerBytes = 0;
       const providerGet = streamBlob(blobUrl(provider, reg, repo, layer.digest), {}, (n) => (providerBytes = n)).catch((err: Error) => err);
       await waitProvided(provider, [layer.digest]);
-      await waitFor('the provider to have some bytes', () => providerBytes >= 2 * MB, 10_000);
+      await waitUntil('the provider to have some bytes', () => providerBytes >= 2 * MB, 10_000);
 
       // The puller streams the blob from the provider; kill the provider once 10 MB came from it.
       const providerId = peerInfo(provider).peerId;
@@ -192,12 +193,12 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
       assert.equal(result.status, 200);
       assert.equal(result.bytes, layer.size);
       assert.equal(result.digest, layer.digest);
-      await waitFor('the puller to log the request', () => puller.pulls().some((p) => p.digest === layer.digest), 3_000);
+      await waitUntil('the puller to log the request', () => puller.pulls().some((p) => p.digest === layer.digest), 3_000);
       const requests = puller.pulls().filter((p) => p.digest === layer.digest);
       assert.deepEqual(requests.map((p) => `${p.method} ${p.status}`), ['GET 200'], 'the client made one request');
 
       // The transfer broke at the peer and resumed elsewhere at the right offset.
-      await waitFor('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
+      await waitUntil('the puller to store the blob', () => logsWith(puller, 'blob stored', { digest: layer.digest }).length > 0, 5_000);
       const stored = logsWith(puller, 'blob stored', { digest: layer.digest });
       assert.equal(stored.length, 1);
       const bySource = stored[0]!.bySource as Record<string, number>;
@@ -209,7 +210,7 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
       assert.ok(m.transfers('download', 'failed') >= 1);
       console.log(`# killed peer after ${(bytesAtKill / MB).toFixed(1)} MB at the client: stored from ${JSON.stringify(bySource)}`);
     } finally {
-      proxy.bytesPerSecond = 0;
+      proxy.throttleBytesPerSecond = 0;
     }
   });
 });

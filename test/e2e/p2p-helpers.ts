@@ -9,9 +9,9 @@ import { freePort } from '../fixtures/ports.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
 import { pullImage, type PullResult } from '../fixtures/pull-client.ts';
 import type { Registry } from '../fixtures/registry.ts';
-import { waitFor } from './seed-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 
-export { MB, sleep, stopAll, waitFor } from './seed-helpers.ts';
+export { MB, sleep, stopAll } from './seed-helpers.ts';
 
 // ---- cluster membership -----------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ export function timeOf(line: PeerpullLogLine): number {
 
 /** Waits until the node logged 'provided' (debug) for each key: its DHT announcement went out. */
 export async function waitProvided(d: DaemonProcess, keys: string[], timeoutMs = 10_000): Promise<void> {
-  await waitFor(`${d.host} to provide ${keys.length} keys`, () => {
+  await waitUntil(`${d.host} to provide ${keys.length} keys`, () => {
     const provided = new Set(logsWith(d, 'provided').map((l) => String(l.key)));
     return keys.every((k) => provided.has(k));
   }, timeoutMs, 25);

@@ -14,6 +14,7 @@ import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/da
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { getBlob, PullError } from '../fixtures/pull-client.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 import {
   MB,
   PEER_TRANSPORTS,
@@ -30,7 +31,6 @@ import {
   pullVia,
   stopAll,
   transportArgs,
-  waitFor,
   waitProvided,
   waitStored,
 } from './p2p-helpers.ts';
@@ -68,7 +68,7 @@ for (const transport of PEER_TRANSPORTS) describe(`a cluster of five daemons and
     // Strangers: both know the seed (its /api/v1/peer names its P2P address) and one also dials A directly.
     [noKey, wrongKey] = await Promise.all([daemon(undefined), daemon(otherKey, ['--bootstrap', peerAddr(nodes[0]!)])]);
     // Every keyed daemon has joined through the seed.
-    await waitFor('the daemons to connect to the seed', async () => (await Promise.all(nodes.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
+    await waitUntil('the daemons to connect to the seed', async () => (await Promise.all(nodes.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);
   });
 
   after(async () => {
@@ -112,7 +112,7 @@ for (const transport of PEER_TRANSPORTS) describe(`a cluster of five daemons and
 
   test('a node without the cluster key and a node with another key cannot connect or fetch anything', async () => {
     // Both were started with the seed URL; wrongKey also with A's address. Give them a few bootstrap rounds.
-    await waitFor('the wrong-key node to try its bootstrap peers', () => logsWith(wrongKey, 'bootstrap dial failed').length >= 2, 10_000, 100);
+    await waitUntil('the wrong-key node to try its bootstrap peers', () => logsWith(wrongKey, 'bootstrap dial failed').length >= 2, 10_000, 100);
     assert.ok(noKey.logs().some((l) => l.msg.startsWith('no --cluster-key-file: P2P is off')), 'the node without a key runs without P2P');
     assert.throws(() => peerInfo(noKey), 'no libp2p node without a key');
     const stranger = peerInfo(wrongKey);
@@ -220,17 +220,17 @@ describe('a restarted node', () => {
       registries: [registryEntry(reg)],
       extraArgs: [...(await p2pArgs(key)), '--bootstrap', `${afterRestart.addrs[0]}/p2p/${afterRestart.peerId}`, '--log-level', 'debug'],
     });
-    await waitFor('the new node to connect', async () => (await p2pMetrics(fresh!)).connected >= 1, 10_000, 50);
+    await waitUntil('the new node to connect', async () => (await p2pMetrics(fresh!)).connected >= 1, 10_000, 50);
     // The admin API runs the lookup a pull runs: the restarted node is found under its old peer id
     // (once it is in the new node's routing table: until then a DHT query has nobody to ask).
-    await waitFor('the restarted node in the new node\'s routing table', async () => metricValue((await p2pMetrics(fresh!)).text, 'peerpull_dht_routing_table_size') >= 1, 10_000, 50);
+    await waitUntil('the restarted node in the new node\'s routing table', async () => metricValue((await p2pMetrics(fresh!)).text, 'peerpull_dht_routing_table_size') >= 1, 10_000, 50);
     const providers = async (digest: string): Promise<{ status: number; body: { providers: string[]; firstMs: number | null; ms: number; budgetMs: number } }> => {
       const res = await fetch(`${fresh!.url}/api/v1/providers?digest=${digest}&budget=2000`, { signal: AbortSignal.timeout(5_000) });
       return { status: res.status, body: (await res.json()) as never };
     };
     // Right after joining, the new node's first query can run before the restarted node answers it: ask until it does.
     let found = await providers(keys[0]!);
-    await waitFor('a lookup that finds the restarted node', async () => (found = await providers(keys[0]!)).body.providers.length > 0, 10_000, 200);
+    await waitUntil('a lookup that finds the restarted node', async () => (found = await providers(keys[0]!)).body.providers.length > 0, 10_000, 200);
     assert.equal(found.status, 200);
     assert.deepEqual(found.body.providers, [before.peerId], 'GET /api/v1/providers names the restarted node');
     assert.ok(found.body.firstMs !== null && found.body.firstMs <= found.body.ms && found.body.ms < 2_000, JSON.stringify(found.body));

@@ -12,7 +12,7 @@ import { Testbed } from '../cluster/testbed.ts';
 import { netnsUnavailable } from '../cluster/wan-link.ts';
 import { listLanNamespaces } from '@peerpull/demo/node-lan';
 import { getImageLayout, type BuiltImage } from '../fixtures/images.ts';
-import { waitFor } from './p2p-helpers.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 
 const MiB = 1024 * 1024;
 const A = 0;
@@ -85,16 +85,16 @@ test('partition: two groups keep pulling from their own side and the upstream; t
   assert.ok(wan >= cold && wan < cold + images['own-a'].manifestSize + images['own-b'].manifestSize + 1, `upstream sent ${wan} bytes during the partition, the cold images are ${cold}`);
 
   // The cut is real: the seed loses its connections to group B (libp2p's connection monitor drops them).
-  await waitFor('the seed to lose its peers in group B', async () => (await peersOf(seed)) <= 2, 40_000, 200);
+  await waitUntil('the seed to lose its peers in group B', async () => (await peersOf(seed)) <= 2, 40_000, 200);
 
   tb.heal(A, B);
   // Group B rejoins through its bootstrap target, the seed (retried in the background every 15 s).
-  await waitFor('group B to reconnect to the seed', async () => (await peersOf(seed)) >= 4, 30_000, 200);
+  await waitUntil('group B to reconnect to the seed', async () => (await peersOf(seed)) >= 4, 30_000, 200);
   // cold-b is only in group B (node-4 fetched it from the upstream; the seed never saw it). The DHT heals:
   // node-4 sees its seed come back (packages/daemon/src/rejoin-watch.ts) and announces its keys again, and
   // node-1 finds B's provider. Within 30 s of the seed seeing group B again: the seed's return shows at
   // once, or when node-4's connection monitor gives up its dead connection (a ping interval and timeout).
-  await waitFor('node-4 to announce its keys again once group A is back', () => readFileSync(node4.logFile, 'utf8').includes('re-provided every key after rejoining peers'), 30_000, 200).catch((err: Error) => {
+  await waitUntil('node-4 to announce its keys again once group A is back', () => readFileSync(node4.logFile, 'utf8').includes('re-provided every key after rejoining peers'), 30_000, 200).catch((err: Error) => {
     const lines = readFileSync(node4.logFile, 'utf8').split('\n').filter((l) => /re-provid|gone are back|bootstrap|no peer/.test(l));
     assert.fail(`the DHT did not heal: ${err.message}; node-4's log: ${lines.slice(-5).join(' | ').slice(0, 500)}`);
   });

@@ -15,8 +15,10 @@ import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { CLI, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { makeTempDir, run } from '../fixtures/processes.ts';
-import { download, rawRequest } from './mirror-helpers.ts';
-import { ociCodes, ScriptedUpstream } from './hardening-helpers.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { rawRequest } from '../fixtures/raw-http.ts';
+import { ociErrorCodes } from '../fixtures/oci-error.ts';
+import { download } from './mirror-helpers.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const USER = 'puller';
@@ -28,9 +30,9 @@ describe('private images', () => {
   let priv: BuiltImage;
   let pub: BuiltImage;
   /** The token-protected registry (credentials in the auth file): private/* needs them. */
-  let up: ScriptedUpstream;
+  let up: FaultProxy;
   /** Another registry, anonymous (no credentials): it has no private/* repositories. */
-  let other: ScriptedUpstream;
+  let other: FaultProxy;
   let daemon: DaemonProcess;
   let secretDaemon: DaemonProcess | undefined;
   const issuedTokens: string[] = [];
@@ -50,7 +52,7 @@ describe('private images', () => {
       pushImage(priv, `${reg.host}/library/copy:v1`), // the same digests, legitimately public in another repository
       pushImage(pub, `${reg.host}/library/public:v1`),
     ]);
-    [up, other] = await Promise.all([ScriptedUpstream.start(reg.url), ScriptedUpstream.start(reg.url)]);
+    [up, other] = await Promise.all([FaultProxy.start(reg.url), FaultProxy.start(reg.url)]);
     up.script = (r) => {
       if (outage && r.url !== '/v2/') return { kind: 'respond', status: 503, body: 'maintenance' };
       const url = new URL(r.url, 'http://x');
@@ -116,7 +118,7 @@ describe('private images', () => {
     for (const [method, target] of guesses) {
       const res = await rawRequest(daemon.host, method, target, { headers: { accept: OCI_MANIFEST } });
       assert.equal(res.status, 404, `${method} ${target}`);
-      if (method === 'GET') assert.match(String(ociCodes(res.body)), /BLOB_UNKNOWN|MANIFEST_UNKNOWN/, target);
+      if (method === 'GET') assert.match(String(ociErrorCodes(res.body)), /BLOB_UNKNOWN|MANIFEST_UNKNOWN/, target);
       assert.ok(res.body.length < 1_000, 'no blob bytes in the answer');
     }
     const asked = up.requests.slice(before);

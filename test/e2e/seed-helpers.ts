@@ -1,18 +1,15 @@
 // Helpers for the seed end-to-end tests (seed.test.ts, seed-ops.test.ts): resolving tags on
-// daemons, the admin API, an HTTP proxy of our own in front of the real registry (throttle,
-// pause mid-body, answer 429), and checks on a seed's data dir.
+// daemons, the admin API, and checks on a seed's data dir.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { once } from 'node:events';
 import fs from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DaemonProcess, PeerpullLogLine } from '../fixtures/daemon.ts';
 import type { BuiltImage } from '../fixtures/images.ts';
 import { MANIFEST_ACCEPT, pullImage, type PullResult } from '../fixtures/pull-client.ts';
 import { FIXTURE_USER_AGENT, type Registry } from '../fixtures/registry.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 
 export { sleep };
 
@@ -83,7 +80,6 @@ export function blobGets(reg: Registry, digest: string): number {
 
 // ---- pulls through a daemon ----------------------------------------------------------------------
 
-
 /** Pulls repository:tag through a daemon (or seed) the way containerd does (`?ns=` the registry). */
 export function pullVia(d: { url: string }, reg: { host: string }, repository: string, tag: string): Promise<PullResult> {
   return pullImage({ registryUrl: d.url, repository, tag, ns: reg.host, idleTimeoutMs: 15_000 });
@@ -91,7 +87,7 @@ export function pullVia(d: { url: string }, reg: { host: string }, repository: s
 
 /** A request's log line is written once the response ended: give the process's stdout a moment. */
 export async function waitForPullLogs(d: DaemonProcess, digests: string[], count = 1): Promise<void> {
-  await waitFor(`${d.host} to log GETs of ${digests.join(', ')}`, () =>
+  await waitUntil(`${d.host} to log GETs of ${digests.join(', ')}`, () =>
     digests.every((digest) => pullsOf(d, digest).filter((p) => p.method === 'GET').length >= count), 3_000);
 }
 
@@ -170,169 +166,7 @@ export function hasLog(d: DaemonProcess, msg: string): boolean {
   return d.logs().some((l) => l.msg === msg);
 }
 
-// ---- a proxy of our own in front of the registry ---------------------------------------------------
-
-export interface ProxyRecord {
-  method: string;
-  url: string;
-  status: number;
-  at: number;
-  /** Answered by the proxy itself (no request reached the registry). */
-  synthetic: boolean;
-  sent: number;
-}
-
-export interface PauseRule {
-  pathIncludes: string;
-  /** Body bytes to pass before holding the response. */
-  at: number;
-  /** Resolves once a response is held at `at`. */
-  reached: Promise<void>;
-  release(): void;
-}
-
-/**
- * Forwards every request to a real registry (whose own access log still records it), and can:
- * throttle response bodies, hold a response after N body bytes, and answer requests itself with
- * 429 + Retry-After.
- */
-export class TestProxy {
-  readonly server: http.Server;
-  readonly agent = new http.Agent({ keepAlive: true });
-  readonly records: ProxyRecord[] = [];
-  /** Body bytes per second per response (0: unlimited). */
-  bytesPerSecond = 0;
-  /** When set and it returns true, the proxy answers 429 with this Retry-After (seconds) instead of forwarding. */
-  rateLimit: { match: (req: http.IncomingMessage) => boolean; retryAfterSeconds: number } | undefined;
-  readonly #target: URL;
-  #pauses: (PauseRule & { used: boolean; onReached: () => void; released: Promise<void> })[] = [];
-
-  private constructor(target: string) {
-    this.#target = new URL(target);
-    this.server = http.createServer((req, res) => void this.#handle(req, res));
-  }
-
-  static async start(target: string): Promise<TestProxy> {
-    const proxy = new TestProxy(target);
-    proxy.server.listen(0, '127.0.0.1');
-    await once(proxy.server, 'listening');
-    return proxy;
-  }
-
-  get host(): string {
-    return `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
-  }
-
-  get url(): string {
-    return `http://${this.host}`;
-  }
-
-  /** Holds the next GET response whose path contains pathIncludes after `at` body bytes. */
-  pause(pathIncludes: string, at: number): PauseRule {
-    let onReached!: () => void;
-    let release!: () => void;
-    const reached = new Promise<void>((r) => (onReached = r));
-    const released = new Promise<void>((r) => (release = r));
-    const rule = { pathIncludes, at, reached, release, used: false, onReached, released };
-    this.#pauses.push(rule);
-    return rule;
-  }
-
-  clearPauses(): void {
-    for (const p of this.#pauses) p.release();
-    this.#pauses = [];
-  }
-
-  async close(): Promise<void> {
-    this.clearPauses();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.agent.destroy();
-  }
-
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const record: ProxyRecord = { method: req.method ?? '', url: req.url ?? '', status: 0, at: Date.now(), synthetic: false, sent: 0 };
-    this.records.push(record);
-    if (this.rateLimit?.match(req)) {
-      record.status = 429;
-      record.synthetic = true;
-      const body = JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'rate limited by the test proxy' }] });
-      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(this.rateLimit.retryAfterSeconds), 'content-length': Buffer.byteLength(body) });
-      res.end(req.method === 'HEAD' ? undefined : body);
-      return;
-    }
-    const upstream = http.request({
-      host: this.#target.hostname,
-      port: this.#target.port,
-      method: req.method,
-      path: req.url,
-      headers: { ...req.headers, host: this.#target.host },
-      agent: this.agent,
-    });
-    upstream.once('error', () => res.destroy());
-    req.pipe(upstream);
-    let upRes: http.IncomingMessage;
-    try {
-      [upRes] = (await once(upstream, 'response')) as [http.IncomingMessage];
-    } catch {
-      res.destroy();
-      return;
-    }
-    record.status = upRes.statusCode ?? 0;
-    const pause = req.method === 'GET' && upRes.statusCode === 200 ? this.#pauses.find((p) => !p.used && record.url.includes(p.pathIncludes)) : undefined;
-    if (pause) pause.used = true;
-    res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-    let gone = false;
-    res.once('close', () => {
-      gone = true;
-      upRes.destroy();
-    });
-    const started = performance.now();
-    try {
-      for await (const data of upRes as AsyncIterable<Buffer>) {
-        let chunk = data;
-        if (pause && record.sent <= pause.at && record.sent + chunk.length >= pause.at) {
-          const head = chunk.subarray(0, pause.at - record.sent);
-          await write(res, head, () => gone);
-          record.sent += head.length;
-          chunk = chunk.subarray(head.length);
-          pause.onReached();
-          await Promise.race([pause.released, once(res, 'close')]);
-          if (gone) return;
-        }
-        await write(res, chunk, () => gone);
-        record.sent += chunk.length;
-        if (this.bytesPerSecond > 0) {
-          const due = (record.sent / this.bytesPerSecond) * 1000 - (performance.now() - started);
-          if (due > 1) await sleep(due);
-        }
-      }
-      res.end();
-    } catch {
-      res.destroy();
-    }
-  }
-}
-
-async function write(res: http.ServerResponse, chunk: Buffer, gone: () => boolean): Promise<void> {
-  if (chunk.length === 0) return;
-  if (gone() || res.destroyed) throw new Error('client gone');
-  if (!res.write(chunk)) {
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        res.off('drain', done);
-        res.off('close', done);
-        resolve();
-      };
-      res.on('drain', done);
-      res.on('close', done);
-    });
-    if (gone()) throw new Error('client gone');
-  }
-}
-
 // ---- a data dir ------------------------------------------------------------------------------------
-
 
 /** Every file under <data>/blobs/sha256/xx/, and whether each hashes to its name. */
 export { blobsOf, fileDigest } from '../fixtures/store-files.ts';
@@ -355,16 +189,6 @@ export function tmpFiles(dataDir: string): { name: string; size: number }[] {
   const dir = path.join(dataDir, 'tmp');
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir).map((name) => ({ name, size: fs.statSync(path.join(dir, name)).size }));
-}
-
-/** Polls until check() is true; throws with `what` after timeoutMs. */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, intervalMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
 }
 
 /** Kills (SIGKILL) the daemons/seeds still running; for after() hooks. */

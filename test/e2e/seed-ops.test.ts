@@ -5,9 +5,10 @@ import { after, before, describe, test } from 'node:test';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 import {
   MB,
-  TestProxy,
   admin,
   assertThroughSeed,
   blobGets,
@@ -21,7 +22,6 @@ import {
   stopAll,
   storedBlobs,
   tmpFiles,
-  waitFor,
   waitForPullLogs,
 } from './seed-helpers.ts';
 
@@ -36,7 +36,7 @@ interface ImageEntry {
 
 describe('seed restarted', () => {
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let daemons: DaemonProcess[] = [];
   let keep: BuiltImage;
@@ -50,7 +50,7 @@ describe('seed restarted', () => {
     ]);
     await pushImage(keep, `${reg.host}/library/keep:v1`);
     await pushImage(large, `${reg.host}/library/large:v1`);
-    proxy = await TestProxy.start(reg.url); // to hold a blob download mid-transfer
+    proxy = await FaultProxy.start(reg.url); // to hold a blob download mid-transfer
     seed = await startPeerpull({ command: 'seed', registries: [`${reg.host}=${proxy.url}`] });
     daemons = await Promise.all(Array.from({ length: 2 }, () => startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url] })));
   });
@@ -93,7 +93,7 @@ describe('seed restarted', () => {
     const [d1, d2] = daemons as [DaemonProcess, DaemonProcess];
     const layer = large.manifests[0]!.layers[0]!;
     const hex = layer.digest.slice('sha256:'.length);
-    const hold = proxy.pause(layer.digest, 12 * MB);
+    const hold = proxy.addRule({ pathIncludes: layer.digest, fault: { kind: 'pause', at: 12 * MB }, times: 1 });
 
     // A daemon pulls; the seed's upstream download stops after 12 MB, and the seed is killed.
     const pulling = pullVia(d1, reg, 'library/large', 'v1').then(
@@ -101,14 +101,14 @@ describe('seed restarted', () => {
       (err: unknown) => err as Error,
     );
     await hold.reached;
-    await waitFor('the seed to write the layer\'s first MBs to tmp/', () => tmpFiles(seed.dataDir).some((f) => f.name.startsWith(hex) && f.size >= 8 * MB));
+    await waitUntil('the seed to write the layer\'s first MBs to tmp/', () => tmpFiles(seed.dataDir).some((f) => f.name.startsWith(hex) && f.size >= 8 * MB));
     await seed.kill9();
     const partial = tmpFiles(seed.dataDir).find((f) => f.name.startsWith(hex));
     assert.ok(partial && partial.size < layer.size, 'the crash left a partial download in tmp/');
     assert.deepEqual(storedBlobs(seed.dataDir).filter((b) => !b.ok), [], 'after the crash: every stored blob hashes to its name');
     assert.ok(!storedBlobs(seed.dataDir).some((b) => b.name === hex), 'the partial layer is not in blobs/');
     await pulling; // the daemon resumes from its upstream or fails: either way it is over
-    proxy.clearPauses();
+    proxy.reset();
 
     await seed.restart();
     assert.deepEqual(tmpFiles(seed.dataDir), [], 'after the restart, tmp/ is empty');
@@ -119,7 +119,7 @@ describe('seed restarted', () => {
 
     // Pulling again through the seed works and stores a correct copy.
     await assertThroughSeed(d2, await pullVia(d2, reg, 'library/large', 'v1'), large);
-    await waitFor('the seed to store the layer', () => storedBlobs(seed.dataDir).some((b) => b.name === hex));
+    await waitUntil('the seed to store the layer', () => storedBlobs(seed.dataDir).some((b) => b.name === hex));
     const now = storedBlobs(seed.dataDir);
     assert.deepEqual(now.filter((b) => !b.ok), []);
     assert.equal(now.find((b) => b.name === hex)?.size, layer.size);
@@ -130,7 +130,7 @@ describe('seed restarted', () => {
 describe('prefetch and the admin API', () => {
   const TOKEN = 'secret';
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let daemon: DaemonProcess;
   let multi: BuiltImage;
@@ -149,8 +149,8 @@ describe('prefetch and the admin API', () => {
     await pushImage(multi, `${reg.host}/library/multi:v1`);
     await pushImage(plain, `${reg.host}/library/plain:v1`);
     // Throttled, so the progress endpoint can be seen moving.
-    proxy = await TestProxy.start(reg.url);
-    proxy.bytesPerSecond = 20 * MB;
+    proxy = await FaultProxy.start(reg.url);
+    proxy.throttleBytesPerSecond = 20 * MB;
     seed = await startPeerpull({ command: 'seed', registries: [`${reg.host}=${proxy.url}`], extraArgs: ['--admin-token', TOKEN] });
     daemon = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url] });
   });
@@ -337,7 +337,7 @@ describe('two seeds', () => {
     const perSeed = seeds.map(() => 0);
     for (const b of blobs) {
       assert.equal(blobGets(reg, b.digest), 1, `upstream GETs of ${b.digest}`);
-      await waitFor(`a seed to log 3 GETs of ${b.digest}`, () => seeds.some((s) => pullsOf(s, b.digest).filter((p) => p.method === 'GET').length >= 3), 3_000);
+      await waitUntil(`a seed to log 3 GETs of ${b.digest}`, () => seeds.some((s) => pullsOf(s, b.digest).filter((p) => p.method === 'GET').length >= 3), 3_000);
       const through = seeds.map((s) => pullsOf(s, b.digest).filter((p) => p.method === 'GET'));
       const used = through.flatMap((records, i) => (records.length ? [i] : []));
       assert.equal(used.length, 1, `blob ${b.digest} went through seeds ${used.join(', ')}`);
@@ -355,7 +355,7 @@ describe('two seeds', () => {
     // Kill the seed the new image's tag maps to, so that every daemon meets the dead seed.
     const probe = await headTag(daemons[0]!.url, 'library/other', 'v1', reg.host);
     assert.deepEqual([probe.status, probe.digest], [200, other.manifestDigest]);
-    await waitFor('a seed to log the tag resolve', () => seeds.some((s) => s.pulls().some((p) => p.repository === 'library/other' && p.reference === 'v1')), 3_000);
+    await waitUntil('a seed to log the tag resolve', () => seeds.some((s) => s.pulls().some((p) => p.repository === 'library/other' && p.reference === 'v1')), 3_000);
     const tagSeed = seeds.findIndex((s) => s.pulls().some((p) => p.repository === 'library/other' && p.reference === 'v1'));
     const dead = seeds[tagSeed]!;
     const alive = seeds[1 - tagSeed]!;
@@ -376,7 +376,7 @@ describe('two seeds', () => {
 
 describe('upstream answers 429', () => {
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let daemons: DaemonProcess[] = [];
   let img: BuiltImage;
@@ -384,7 +384,7 @@ describe('upstream answers 429', () => {
   before(async () => {
     [reg, img] = await Promise.all([startRegistry(), getImageLayout({ name: 'seed-e2e-limited', layers: [1 * MB, 2 * MB] })]);
     await pushImage(img, `${reg.host}/library/limited:v1`);
-    proxy = await TestProxy.start(reg.url);
+    proxy = await FaultProxy.start(reg.url);
     // Seed and daemons all reach the registry through the proxy: any request anyone sends shows up there.
     const entry = `${reg.host}=${proxy.url}`;
     seed = await startPeerpull({ command: 'seed', registries: [entry], extraArgs: ['--tag-ttl', '1s'] });
@@ -401,8 +401,11 @@ describe('upstream answers 429', () => {
     const [d1, d2] = daemons as [DaemonProcess, DaemonProcess];
     await assertThroughSeed(d1, await pullVia(d1, reg, 'library/limited', 'v1'), img);
 
-    proxy.rateLimit = { match: (req) => req.method === 'HEAD' && req.url?.includes('/manifests/') === true, retryAfterSeconds: 30 };
-    const armed = proxy.records.length;
+    proxy.script = (req) =>
+      req.method === 'HEAD' && req.url.includes('/manifests/')
+        ? { kind: 'respond', status: 429, headers: { 'content-type': 'application/json', 'retry-after': '30' }, body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'rate limited by the test proxy' }] }) }
+        : undefined;
+    const armed = proxy.requests.length;
     for (const d of [d2, d1, d2]) {
       await sleep(1_100); // past the seed's 1 s TTL each time
       const r = await pullVia(d, reg, 'library/limited', 'v1');
@@ -414,7 +417,7 @@ describe('upstream answers 429', () => {
     const atSeed = await fetch(`${seed.url}/v2/library/limited/manifests/v1?ns=${encodeURIComponent(reg.host)}`, { method: 'HEAD' });
     assert.equal(atSeed.status, 200);
     assert.ok(Number(atSeed.headers.get('age')) >= 1, `the seed marks its answer stale (Age: ${atSeed.headers.get('age')})`);
-    const seen = proxy.records.slice(armed);
+    const seen = proxy.requests.slice(armed);
     assert.equal(seen.filter((r) => r.status === 429).length, 1, `429'd requests: ${JSON.stringify(seen)}`);
     assert.deepEqual(seen.map((r) => `${r.method} ${r.url} ${r.status}`), [`HEAD /v2/library/limited/manifests/v1 429`], 'nothing else reached the upstream during the backoff');
     assert.ok(hasLog(seed, 'serving stale tag: every source failed'));

@@ -12,9 +12,10 @@ import { makeTempDir } from '../fixtures/processes.ts';
 import { PullError, pullImage } from '../fixtures/pull-client.ts';
 import { startRegistry, type Registry } from '../fixtures/registry.ts';
 import { copyToDir } from '../fixtures/skopeo.ts';
+import { FaultProxy } from '../fixtures/fault-proxy.ts';
+import { waitUntil } from '../fixtures/wait-until.ts';
 import {
   MB,
-  TestProxy,
   admin,
   assertThroughSeed,
   blobGets,
@@ -31,13 +32,12 @@ import {
   sleep,
   stopAll,
   tagResolves,
-  waitFor,
   waitForPullLogs,
 } from './seed-helpers.ts';
 
 describe('one upstream, one seed, five daemons', () => {
   let reg: Registry;
-  let proxy: TestProxy;
+  let proxy: FaultProxy;
   let seed: DaemonProcess;
   let shortTtlSeed: DaemonProcess | undefined;
   let daemons: DaemonProcess[] = [];
@@ -49,8 +49,8 @@ describe('one upstream, one seed, five daemons', () => {
     await pushImage(big, `${reg.host}/library/big:v1`);
     // The seed reaches the registry through a throttling proxy (the registry still logs every
     // request): the 71 MB take ~0.7 s, so all five pulls overlap the seed's one download.
-    proxy = await TestProxy.start(reg.url);
-    proxy.bytesPerSecond = 100 * MB;
+    proxy = await FaultProxy.start(reg.url);
+    proxy.throttleBytesPerSecond = 100 * MB;
     seed = await startPeerpull({ command: 'seed', registries: [`${reg.host}=${proxy.url}`], extraArgs: ['--tag-ttl', '1h'] });
     [daemons, ctd] = await Promise.all([
       Promise.all(Array.from({ length: 5 }, () => startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url] }))),
@@ -107,7 +107,7 @@ describe('one upstream, one seed, five daemons', () => {
     // The pulls really overlapped: several daemons were served the big layer while the seed was
     // still downloading it (the seed's own request log names the source as 'upstream' then).
     const bigLayer = big.manifests[0]!.layers[2]!.digest;
-    await waitFor('the seed to log 5 GETs of the big layer', () => pullsOf(seed, bigLayer).filter((p) => p.method === 'GET').length >= 5, 3_000);
+    await waitUntil('the seed to log 5 GETs of the big layer', () => pullsOf(seed, bigLayer).filter((p) => p.method === 'GET').length >= 5, 3_000);
     const whileDownloading = pullsOf(seed, bigLayer).filter((p) => p.method === 'GET' && p.source === 'upstream').length;
     t.diagnostic(`daemons streamed the 50 MB layer while the seed downloaded it: ${whileDownloading} of 5`);
     assert.ok(whileDownloading >= 2, `expected >= 2 daemons to stream the 50 MB layer during the seed's download, got ${whileDownloading}`);
