@@ -325,3 +325,20 @@ describe('mirror: skopeo and containerd pull through peerpull daemon', () => {
     assert.equal(res.headers.warning, undefined, 'fresh again once the upstream answers');
   });
 });
+
+test('at --log-level warn the daemon still says where it listens, and logs nothing per request', async () => {
+  const reg = await startRegistry();
+  // The fixture binds port 0 and learns the port from the ready line: the daemon starting at all shows the line was printed.
+  const d = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--log-level', 'warn'] });
+  try {
+    const ready = d.logs().find((l) => /^peerpull daemon ready$/.test(String(l.msg)));
+    assert.ok(ready, 'the ready line is printed at warn');
+    assert.equal((ready as { address?: string }).address, d.host);
+    const res = await rawRequest(d.host, 'GET', '/v2/');
+    assert.equal(res.status, 200);
+    assert.deepEqual(d.logs().filter((l) => Number(l.level) < 40 && l.msg !== 'peerpull daemon ready'), [], 'no other info or debug line');
+  } finally {
+    await d.stop();
+    await reg.stop();
+  }
+});

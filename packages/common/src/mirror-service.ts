@@ -183,7 +183,10 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
   }
   const address = boundAddress(app.server.address(), config.listen);
   const metricsAddress = metricsServer ? boundAddress(metricsServer.address(), config.metricsListen ?? '') : undefined;
-  logger.info(
+  // Where it listens is said at any level but silent: operators at --log-level warn need it too, and
+  // supervisors (the demo's cluster, the tests) read the bound ports from this line.
+  const startupLog = logger.level === 'silent' || logger.isLevelEnabled('info') ? logger : logger.child({}, { level: 'info' });
+  startupLog.info(
     { address, metricsAddress, data: config.data, registries: allowlist.hosts(), defaultRegistry: config.defaultRegistry },
     `peerpull ${parts.service} ready`,
   );
