@@ -5,7 +5,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, type BlobIngest } from './blob-ingest.ts';
 import { EventEmitter } from 'node:events';
-import { SourceBusyError, type BlobLocator, type BlobSource, type SourceName } from './blob-source.ts';
+import { MISS_HEADER, SourceBusyError, SourceUnavailableError, type BlobLocator, type BlobSource, type SourceName } from './blob-source.ts';
 import type { ContentStore } from './content-store.ts';
 import type { Digest } from './digest.ts';
 import type { MirrorMetrics } from './metrics.ts';
@@ -329,16 +329,20 @@ export class BlobResolver {
     // Peers a busy source named as receiving the blob: the next round asks them before any lookup.
     const hints: string[] = [];
     let lastResort = false;
+    /** The last full round: every source failed and none said "not found" (the client's 404 says so). */
+    let outage = false;
+    let sourceBeforeLastResort: SourceName | undefined;
     rounds: for (;;) {
       let busy = false;
       let newHints = false;
       const roundStart = attempts.length;
-      let refused = false; // the upstream answered "unauthorized" or "rate-limited": an answer, not an outage
+      let refused = false; // the upstream answered (unauthorized, rate-limited, invalid): not an outage
       for (const source of lastResort ? this.#sources.filter((s) => s.searchesHarder) : this.#sources) {
         // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
         // will have it shortly; the ones after it (upstream) would cost another WAN fetch.
         if (busy) break;
-        for (let attempt = 0; attempt < this.#attempts; attempt++) {
+        // One try in the last-resort round: another would be another long lookup.
+        for (let attempt = 0; attempt < (lastResort ? 1 : this.#attempts); attempt++) {
           fetch.source = source.name;
           const offset = ingest.written;
           const notes: string[] = [];
@@ -362,8 +366,12 @@ export class BlobResolver {
               }
               break;
             }
+            if (err instanceof SourceUnavailableError) {
+              this.#logger.debug({ digest: locator.digest, source: source.name, err: err.message }, 'blob source unavailable');
+              break;
+            }
             this.#logger.warn({ digest: locator.digest, source: source.name, offset, err: (err as Error).message }, 'blob source failed');
-            if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited')) {
+            if (err instanceof UpstreamError && (err.kind === 'unauthorized' || err.kind === 'rate-limited' || err.kind === 'invalid')) {
               refused = true;
               break;
             }
@@ -416,25 +424,39 @@ export class BlobResolver {
         insist = performance.now() >= busyUntil;
         continue;
       }
-      if (!busy && !refused && !lastResort && this.#worthALastResort(attempts.slice(roundStart))) {
+      if (!lastResort) outage = !busy && !refused && this.#outage(attempts.slice(roundStart));
+      if (outage && !lastResort && this.#worthALastResort(attempts.slice(roundStart))) {
         lastResort = true;
+        sourceBeforeLastResort = fetch.source;
         continue;
       }
       break;
     }
+    // A failed fetch names the last source that failed in its round, not the peers asked again.
+    if (sourceBeforeLastResort) fetch.source = sourceBeforeLastResort;
     if (ingest.written > 0 && !isNoSpaceError(lastError)) this.#taint(locator.digest);
-    await ingest.fail(lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`));
+    const error = lastError instanceof Error ? lastError : new Error(`no source has ${locator.digest}`);
+    await ingest.fail(outage ? new SourcesFailedError(error) : error);
     this.#logger.warn({ digest: locator.digest, written: ingest.written, err: ingest.error?.message }, 'blob fetch failed at every source');
   }
 
   /**
-   * After a round without bytes: a source that searches harder missed, and every other source failed
-   * rather than said "not found" (an unreachable seed and upstream). A clean 404 upstream stays a fast miss.
+   * A round without bytes in which every source that does not search harder (seed, upstream) failed
+   * rather than said "not found": unreachable, erroring. What the searching sources (peers) said does not
+   * count: their quick answer is not definitive.
    */
+  #outage(round: FetchAttempt[]): boolean {
+    const others = round.filter((a) => !this.#searchesHarder(a.source));
+    return others.length > 0 && others.every((a) => a.outcome === 'failed' || a.outcome === 'broke');
+  }
+
+  /** An outage round in which a source that searches harder missed: ask it once more. A clean 404 upstream stays a fast miss. */
   #worthALastResort(round: FetchAttempt[]): boolean {
-    const harder = new Set(this.#sources.filter((s) => s.searchesHarder).map((s) => s.name));
-    const others = round.filter((a) => !harder.has(a.source));
-    return round.some((a) => harder.has(a.source) && a.outcome === 'miss') && others.length > 0 && others.every((a) => a.outcome === 'failed' || a.outcome === 'broke');
+    return round.some((a) => this.#searchesHarder(a.source) && a.outcome === 'miss');
+  }
+
+  #searchesHarder(name: SourceName): boolean {
+    return this.#sources.some((s) => s.name === name && s.searchesHarder);
   }
 
   /** After complete(): on a verification failure, blame the sources that sent bytes and retry once without them. */
@@ -579,7 +601,16 @@ export class BlobResolver {
     }
     const why = err instanceof Error ? err.message : 'not found at any source';
     // A fast 404 makes containerd try its next host (ultimately the registry itself).
-    return new OciError(404, 'BLOB_UNKNOWN', `blob ${locator.digest} unavailable: ${why}`);
+    return new OciError(404, 'BLOB_UNKNOWN', `blob ${locator.digest} unavailable: ${why}`, undefined, err instanceof SourcesFailedError ? { [MISS_HEADER]: 'unavailable' } : {});
+  }
+}
+
+/** Every source failed and none said it does not have the blob (the sources were unreachable or erroring). */
+class SourcesFailedError extends Error {
+  override name = 'SourcesFailedError';
+
+  constructor(cause: Error) {
+    super(cause.message, { cause });
   }
 }
 

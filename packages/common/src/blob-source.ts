@@ -44,6 +44,21 @@ export class SourceBusyError extends Error {
 }
 
 /**
+ * A source that cannot be asked now (known down, cooling down after failures): a failure, not a miss,
+ * so it gets no second attempt and no warning per blob while it is down.
+ */
+export class SourceUnavailableError extends Error {
+  override name = 'SourceUnavailableError';
+}
+
+/**
+ * On a 404 for a blob: `unavailable` when every source failed (unreachable, erroring) and none said it
+ * does not have the blob. A node asking a seed then knows the seed's uplink is down, not that the blob is
+ * nowhere, and may look harder among its peers.
+ */
+export const MISS_HEADER = 'x-peerpull-miss';
+
+/**
  * One place blobs can be fetched from. The resolver tries sources in order and resumes
  * a broken transfer at the right offset from the same or the next source.
  */

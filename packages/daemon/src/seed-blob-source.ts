@@ -1,4 +1,4 @@
-import { PROVIDERS_HEADER, SourceBusyError, type BlobLocator, type BlobSource, type OpenOptions, type SourceBody } from '@peerpull/common';
+import { MISS_HEADER, PROVIDERS_HEADER, SourceBusyError, SourceUnavailableError, type BlobLocator, type BlobSource, type OpenOptions, type SourceBody } from '@peerpull/common';
 import type { SeedClient } from './seed-client.ts';
 
 /** Blobs from the cluster's seeds: the digest's preferred seed first, the others if it fails. */
@@ -12,7 +12,10 @@ export class SeedBlobSource implements BlobSource {
 
   async open(locator: BlobLocator, offset: number, signal: AbortSignal, opts: OpenOptions = {}): Promise<SourceBody | undefined> {
     let lastError: unknown;
-    for (const seed of this.#client.order(locator.digest)) {
+    const seeds = this.#client.order(locator.digest);
+    // Known down: a failure, not "the cluster has no such blob" (the resolver may then look harder among peers).
+    if (seeds.length === 0) throw new SourceUnavailableError('every seed is cooling down after failures');
+    for (const seed of seeds) {
       let res;
       try {
         res = await this.#client.request(seed, locator.registry, {
@@ -41,6 +44,11 @@ export class SeedBlobSource implements BlobSource {
         const named = res.headers[PROVIDERS_HEADER];
         const providers = typeof named === 'string' ? named.split(',').filter(Boolean).slice(0, 8) : [];
         throw new SourceBusyError(`seed is already uploading this blob to other nodes${providers.length ? ` (${providers.length} named)` : ''}`, providers);
+      }
+      // The seed's own sources failed (its uplink is down): an outage, not a miss; another seed may have it.
+      if (res.statusCode === 404 && res.headers[MISS_HEADER] === 'unavailable') {
+        lastError = new Error(`seed ${seed.origin} could not reach its sources`);
+        continue;
       }
       // A seed that answers 404 is a pull-through cache that could not get it: the others won't either.
       if (res.statusCode === 404) return undefined;

@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { test } from 'node:test';
 import type { PeerId } from '@libp2p/interface';
-import { BlobResolver, ContentStore, createLogger, OciError, parseRegistryEntry, sha256Digest, type BlobLocator, type BlobSource, type Digest } from '@peerpull/common';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BlobResolver, ContentStore, createLogger, MirrorMetrics, OciError, parseRegistryEntry, sha256Digest, type BlobLocator, type BlobSource, type Digest } from '@peerpull/common';
+import { SeedBlobSource } from '../src/seed-blob-source.ts';
+import { SeedClient } from '../src/seed-client.ts';
 import { PeerBlobSource } from '../src/peer-blob-source.ts';
 import type { PeerRouting } from '../src/peer-routing.ts';
 import type { PeerTransfer } from '../src/peer-transfer.ts';
@@ -142,6 +146,71 @@ test('a clean 404 upstream is a fast miss: no last-resort lookup; nor with the l
       await assert.rejects(resolver.open(locator(digest)), (err: unknown) => err instanceof OciError && err.status === 404);
       assert.ok(performance.now() - started < 400, `a prompt 404 (upstream ${answer}, last resort ${lastResortMs} ms)`);
       assert.deepEqual(budgets, [100], 'only the quick lookup');
+    }
+  });
+});
+
+/** A seed's registry API that answers every blob GET with 404, saying (or not) that its own sources failed. */
+async function seedAnswering404(uplinkDown: boolean): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(404, { 'content-type': 'application/json', ...(uplinkDown ? { 'x-peerpull-miss': 'unavailable' } : {}) });
+    res.end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'unavailable' }] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** A port nothing listens on: connections are refused. */
+async function deadSeed(): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await new Promise((resolve) => server.close(resolve));
+  return { url, close: async () => undefined };
+}
+
+test('with a seed: the last resort runs when the seed is down (and cooling down) or its uplink is down; not after its plain 404', async () => {
+  const data = randomBytes(10_000);
+  const digest = sha256Digest(data);
+  for (const [kind, startSeed, expectServed] of [
+    ['down', deadSeed, true],
+    ['uplink down', () => seedAnswering404(true), true],
+    ['plain 404', () => seedAnswering404(false), false],
+  ] as const) {
+    // Started here, closed in this case's finally: a failing case must not leave a server keeping the test alive.
+    const seed = await startSeed();
+    const client = new SeedClient({ seeds: [seed.url], logger, metrics: new MirrorMetrics(), timeoutMs: 500, responseTimeoutMs: 1_000, idleTimeoutMs: 1_000 });
+    try {
+      // Twice: the second fetch finds the dead seed in its cooldown (not asked at all).
+      for (const round of [1, 2]) {
+        await withStore(async (store) => {
+          const { source, budgets } = slowDhtSource(data, 500, 1_000);
+          const resolver = new BlobResolver({ store, sources: [source, new SeedBlobSource(client), upstream('unreachable')], logger });
+          if (expectServed) {
+            const chunks: Buffer[] = [];
+            for await (const c of (await resolver.open(locator(digest))).read()) chunks.push(c as Buffer);
+            assert.equal(sha256Digest(Buffer.concat(chunks)), digest, `seed ${kind}, fetch ${round}: served by the peer the quick lookup missed`);
+            assert.deepEqual(budgets, [100, 1_000], `seed ${kind}, fetch ${round}`);
+            await inflightAtMost(resolver, 0);
+          } else {
+            await assert.rejects(resolver.open(locator(digest)), (err: unknown) => err instanceof OciError && err.status === 404);
+            assert.deepEqual(budgets, [100], `seed ${kind}: the seed said the cluster cannot get it; no second lookup`);
+          }
+        });
+      }
+    } finally {
+      await client.close();
+      await seed.close();
+    }
+  }
+});
+
+test("a node whose sources all failed says so on its 404 (a seed's answer to the nodes behind it)", async () => {
+  await withStore(async (store) => {
+    const digest = sha256Digest(randomBytes(100));
+    for (const [answer, header] of [['unreachable', 'unavailable'], ['not-found', undefined]] as const) {
+      const resolver = new BlobResolver({ store, sources: [upstream(answer)], logger });
+      await assert.rejects(resolver.open(locator(digest)), (err: unknown) => err instanceof OciError && err.status === 404 && err.headers['x-peerpull-miss'] === header);
     }
   });
 });
