@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { startBareBlobServer } from '../fixtures/bare-blob-server.ts';
+import { startBareBlobServer, type BareBlobServer } from '../fixtures/bare-blob-server.ts';
 import { REPO_ROOT } from '../fixtures/daemon.ts';
 import { MiB } from '../e2e/mirror-helpers.ts';
 import { percentile } from '../e2e/hardening-helpers.ts';
@@ -23,6 +23,7 @@ const log = (line: string): void => void process.stdout.write(`${line}\n`);
 const rig = new LoadRig();
 await rig.setup({ manyLayers: BLOBS, bigLayerBytes: 2 * MiB });
 let failures = 0;
+let bare: BareBlobServer | undefined;
 const out: Record<string, unknown> = { clients: CLIENTS, blobs: BLOBS, reps: REPS };
 try {
   const one = await rig.oneBlobManyClients(CLIENTS);
@@ -37,7 +38,7 @@ try {
   // request), and rounds on connections kept open (containerd keeps its connections to a mirror between
   // requests; the uncached round opens them). The issue's target is about the daemon: p99 TTFB < 50 ms.
   const kept = new http.Agent({ keepAlive: true, maxSockets: BLOBS });
-  const bare = await startBareBlobServer(rig.many.layoutDir);
+  bare = await startBareBlobServer(rig.many.layoutDir);
   const bareKept = new http.Agent({ keepAlive: true, maxSockets: BLOBS });
   await rig.manyBlobs(BLOBS, bareKept, bare.url); // opens the baseline's kept connections, as the uncached round does the daemon's
   const runs = { fresh: [] as Fetched[], kept: [] as Fetched[] };
@@ -55,13 +56,12 @@ try {
     if (rep > 0) {
       runs[model].push(...results);
       const base = await rig.manyBlobs(BLOBS, model === 'kept' ? bareKept : undefined, bare.url);
-      failures += base.results.filter((r, i) => r.status !== 200 || r.digest !== digests[i]).length;
+      failures += base.results.filter((r, i) => r.status !== 200 || r.error || r.digest !== digests[i]).length;
       baseline[model].push(...base.results);
     }
   }
   kept.destroy();
   bareKept.destroy();
-  await bare.stop();
   for (const model of ['kept', 'fresh'] as const) {
     const t = runs[model].map((r) => r.ttfbMs);
     const b = baseline[model].map((r) => r.ttfbMs);
@@ -74,6 +74,7 @@ try {
     log(`  inside the daemon (request parsed → response finished, from its log): p50 ${percentile(serverMs, 50).toFixed(1)} ms, p99 ${percentile(serverMs, 99).toFixed(1)} ms`);
   }
 } finally {
+  await bare?.stop();
   await rig.teardown();
 }
 fs.mkdirSync(path.join(REPO_ROOT, 'bench-results'), { recursive: true });
