@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DaemonProcess, PeerpullLogLine } from '../fixtures/daemon.ts';
 import type { BuiltImage } from '../fixtures/images.ts';
-import { freePort } from '../fixtures/ports.ts';
 import { makeTempDir } from '../fixtures/processes.ts';
 import { pullImage, type PullResult } from '../fixtures/pull-client.ts';
 import type { Registry } from '../fixtures/registry.ts';
@@ -22,9 +21,13 @@ export function makeClusterKey(): string {
   return file;
 }
 
-/** The P2P arguments of a node: its own loopback port and, when given, the cluster key. */
-export async function p2pArgs(keyFile: string | undefined): Promise<string[]> {
-  return [...(keyFile ? ['--cluster-key-file', keyFile] : []), '--p2p-listen', `/ip4/127.0.0.1/tcp/${await freePort()}`];
+/**
+ * The P2P arguments of a node: a loopback port of its own and, when given, the cluster key. Port 0 unless
+ * one is given (a test of a fixed address): the kernel picks it as the node binds, so no other process can
+ * take it in between; peers dial what 'p2p node started' names (peerAddr).
+ */
+export async function p2pArgs(keyFile: string | undefined, port = 0): Promise<string[]> {
+  return [...(keyFile ? ['--cluster-key-file', keyFile] : []), '--p2p-listen', `/ip4/127.0.0.1/tcp/${port}`];
 }
 
 /** How daemons move blobs between them: libp2p streams (the default) or the HTTP data plane. */

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ClusterKey } from '@peerpull/common';
 import { PEER_HTTP_PATH_PREFIX, PeerHttpAuth } from '@peerpull/daemon';
+import { freePort } from '../fixtures/ports.ts';
 import { registryEntry, startPeerpull, type DaemonProcess } from '../fixtures/daemon.ts';
 import { getImageLayout, pushImage, type BuiltImage } from '../fixtures/images.ts';
 import { getBlob, PullError } from '../fixtures/pull-client.ts';
@@ -190,8 +191,8 @@ describe('a restarted node', () => {
   before(async () => {
     [reg, img] = await Promise.all([startRegistry(), getImageLayout({ name: 'p2p-restart', layers: [2 * MB, 6 * MB] })]);
     await pushImage(img, `${reg.host}/library/restart:${TAG}`);
-    // No seed and no bootstrap: nobody else can hold DHT records of its blobs.
-    holder = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key)), '--log-level', 'debug'] });
+    // No seed and no bootstrap: nobody else can hold DHT records of its blobs. A fixed port: the restart must keep its address.
+    holder = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key, await freePort())), '--log-level', 'debug'] });
   });
 
   after(async () => {
