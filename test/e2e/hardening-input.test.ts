@@ -245,6 +245,7 @@ describe('hardening: bad input against a running daemon', () => {
     const miss = await rawRequest(daemon.host, 'GET', `/v2/library/input/blobs/${missing}`, { headers: { range: 'bytes=5-1' } });
     assert.equal(miss.status, 404);
     assert.deepEqual(ociErrorCodes(miss.body), ['BLOB_UNKNOWN']);
+    assert.equal(miss.headers['x-peerpull-miss'], undefined, 'the upstream answered "not found": not an outage');
     await assertHealthyAndUntouched('ranges');
   });
 

@@ -314,6 +314,8 @@ describe('mirror: skopeo and containerd pull through peerpull daemon', () => {
         assert.equal(res.status, 404, `${method} ${target}`);
         assert.ok(res.ms < 2_000, `${method} ${target} took ${res.ms.toFixed(0)} ms`);
         if (code) assert.deepEqual(ociErrorCodes(res.body), [code]);
+        // A blob miss while every source failed says so (a seed's daemons then look harder among their peers).
+        if (target.includes('/blobs/') && method === 'GET') assert.equal(res.headers['x-peerpull-miss'], 'unavailable', `${method} ${target}`);
       }
       assert.equal(fs.existsSync(storedBlobPath(dS.dataDir, missingDigest)), false);
     } finally {

@@ -97,6 +97,8 @@ const BUSY_PAUSE_MS = 150;
 export class BlobResolver {
   readonly #store: ContentStore;
   readonly #sources: BlobSource[];
+  /** Sources that look harder once, in a last-resort round (peers with a longer lookup). */
+  readonly #searchingHarder: ReadonlySet<SourceName>;
   readonly #logger: Logger;
   readonly #attempts: number;
   readonly #statTimeoutMs: number;
@@ -115,6 +117,7 @@ export class BlobResolver {
   constructor(opts: BlobResolverOptions) {
     this.#store = opts.store;
     this.#sources = opts.sources;
+    this.#searchingHarder = new Set(opts.sources.filter((s) => s.searchesHarder).map((s) => s.name));
     this.#logger = opts.logger;
     this.#attempts = opts.attemptsPerSource ?? 2;
     this.#statTimeoutMs = opts.statTimeoutMs ?? 10_000;
@@ -337,7 +340,7 @@ export class BlobResolver {
       let newHints = false;
       const roundStart = attempts.length;
       let refused = false; // the upstream answered (unauthorized, rate-limited, invalid): not an outage
-      for (const source of lastResort ? this.#sources.filter((s) => s.searchesHarder) : this.#sources) {
+      for (const source of lastResort ? this.#sources.filter((s) => this.#searchingHarder.has(s.name)) : this.#sources) {
         // "Busy" means: it has the blob but is shedding load. The sources before it (peers)
         // will have it shortly; the ones after it (upstream) would cost another WAN fetch.
         if (busy) break;
@@ -424,8 +427,9 @@ export class BlobResolver {
         insist = performance.now() >= busyUntil;
         continue;
       }
-      if (!lastResort) outage = !busy && !refused && this.#outage(attempts.slice(roundStart));
-      if (outage && !lastResort && this.#worthALastResort(attempts.slice(roundStart))) {
+      const round = attempts.slice(roundStart);
+      if (!lastResort) outage = !busy && !refused && this.#outage(round);
+      if (outage && !lastResort && this.#worthALastResort(round)) {
         lastResort = true;
         sourceBeforeLastResort = fetch.source;
         continue;
@@ -446,17 +450,13 @@ export class BlobResolver {
    * count: their quick answer is not definitive.
    */
   #outage(round: FetchAttempt[]): boolean {
-    const others = round.filter((a) => !this.#searchesHarder(a.source));
+    const others = round.filter((a) => !this.#searchingHarder.has(a.source));
     return others.length > 0 && others.every((a) => a.outcome === 'failed' || a.outcome === 'broke');
   }
 
   /** An outage round in which a source that searches harder missed: ask it once more. A clean 404 upstream stays a fast miss. */
   #worthALastResort(round: FetchAttempt[]): boolean {
-    return round.some((a) => this.#searchesHarder(a.source) && a.outcome === 'miss');
-  }
-
-  #searchesHarder(name: SourceName): boolean {
-    return this.#sources.some((s) => s.name === name && s.searchesHarder);
+    return round.some((a) => this.#searchingHarder.has(a.source) && a.outcome === 'miss');
   }
 
   /** After complete(): on a verification failure, blame the sources that sent bytes and retry once without them. */

@@ -165,7 +165,7 @@ export async function startMirrorService(config: MirrorServiceConfig, parts: Mir
     });
     await parts.extend?.(app, service);
     // A burst of pod starts opens hundreds of connections at once; Node's default backlog (511) drops the
-    // rest of the SYNs and those clients wait out TCP's 1 s / 3 s retransmits. The kernel caps it at somaxconn.
+    // rest of the SYNs and those clients wait out TCP's 1 s / 3 s retransmits.
     await app.listen({ host: listen.host, port: listen.port, backlog: LISTEN_BACKLOG });
     if (metricsListen) {
       metricsServer = await startMetricsServer(metrics, metricsListen.host, metricsListen.port, () => {
