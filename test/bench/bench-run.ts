@@ -51,12 +51,3 @@ export function startBench(spec: { script: string; out: string; options: Record<
 export function machineInfo(loadavgBefore: number[], loadavgAfter: number[]): Record<string, unknown> {
   return { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: os.totalmem() / 2 ** 30, kernel: os.release(), node: process.version, loadavgBefore, loadavgAfter };
 }
-
-/** A size flag: `256MB`, `64MiB`, `1000` (bytes); KB/MB/GB decimal, KiB/MiB/GiB binary. */
-export function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$/i.exec(text);
-  if (!m) throw new Error(`bad size: ${text}`);
-  const unit = (m[2] ?? 'B').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (mult[unit] ?? 1));
-}

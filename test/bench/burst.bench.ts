@@ -35,7 +35,8 @@ import { buildImageLayout, type BuiltImage, type LocalCluster, type NodeCounters
 import { ProcessMeter } from '../cluster/proc-stats.ts';
 import { Testbed, clusterBytes } from '../cluster/testbed.ts';
 import { describeBurstTrace, readBurstTrace, type BurstTrace } from '../cluster/burst-trace.ts';
-import { machineInfo, parseSize, startBench } from './bench-run.ts';
+import { parseSize } from '@peerpull/common';
+import { machineInfo, startBench } from './bench-run.ts';
 
 /** peerpull: seed + daemons with P2P; seed-only: the same without P2P (the seed alone feeds every node). */
 type Mode = 'direct' | 'proxy' | 'peerpull' | 'peerpull-http' | 'seed-only';

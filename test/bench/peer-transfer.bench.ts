@@ -22,7 +22,8 @@ import path from 'node:path';
 import { buildImageLayout, getBlob, LayoutRegistry, LocalCluster, readCounters, type BuiltImage } from '@peerpull/demo';
 import { CLI } from '../fixtures/daemon.ts';
 import { ProcessMeter } from '../cluster/proc-stats.ts';
-import { machineInfo, parseSize, startBench } from './bench-run.ts';
+import { parseSize } from '@peerpull/common';
+import { machineInfo, startBench } from './bench-run.ts';
 
 const bench = startBench({
   script: 'bench:peer',

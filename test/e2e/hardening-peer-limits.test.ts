@@ -89,7 +89,7 @@ describe('hardening: a member that takes more than its share', () => {
     victim = await startPeerpull({
       registries: [registryEntry(reg)],
       extraArgs: [
-        ...(await p2pArgs(keyFile)),
+        ...p2pArgs(keyFile),
         '--dht-provider-records-per-peer', String(RECORDS_PER_PEER),
         '--dht-provider-records', String(RECORDS_TOTAL),
         '--dht-provider-record-rate', String(RECORD_RATE),
@@ -169,7 +169,7 @@ describe('hardening: a member that takes more than its share', () => {
     const tally = Object.entries(statuses.reduce<Record<string, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {})).map(([s, n]) => `${n} ${s}`).join(', ');
     try {
       // While the hog holds its slots (the victim waits on its paused streams), an honest daemon pulls the image.
-      honest = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(keyFile)), '--bootstrap', peerAddr(victim)] });
+      honest = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...p2pArgs(keyFile), '--bootstrap', peerAddr(victim)] });
       await waitUntil('the honest daemon to join the DHT', async () => metricValue(await honest.metrics(), 'peerpull_dht_routing_table_size') >= 1, 15_000, 100);
       const pull = await pullVia(honest, reg, 'library/limits', 'v1');
       const fromPeers = (await p2pMetrics(honest)).fetched.peer;

@@ -101,7 +101,7 @@ describe('hardening: hostile peers', () => {
     await pushImage(image, `${reg.host}/library/peers:v1`);
     victim = await startPeerpull({
       registries: [registryEntry(reg)],
-      extraArgs: [...(await p2pArgs(keyFile)), '--peer-idle-timeout', '1s', '--peer-lookup-timeout', '300ms', '--log-level', 'debug'],
+      extraArgs: [...p2pArgs(keyFile), '--peer-idle-timeout', '1s', '--peer-lookup-timeout', '300ms', '--log-level', 'debug'],
     });
     for (const lie of ['too-many-bytes', 'size-lie', 'stall', 'garbage-header', 'not-found'] as const) attackers.set(lie, await startAttacker(lie));
     attacker = attackers.get('not-found')!;

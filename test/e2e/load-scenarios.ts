@@ -78,7 +78,7 @@ export class LoadRig {
     const ms = performance.now() - started;
     agent.destroy();
     this.upstream.throttleBytesPerSecond = 0;
-    return { results, upstreamGets: this.upstream.requests.filter((r) => r.method === 'GET' && r.url.includes(layer.digest)).length, peakRssMiB: peak.stop(), rssBeforeMiB, ms };
+    return { results, upstreamGets: this.upstream.requestsFor(layer.digest, 'GET').length, peakRssMiB: peak.stop(), rssBeforeMiB, ms };
   }
 
   /**

@@ -25,7 +25,7 @@ import {
   storedBlobPath,
   tmpFiles,
   resetLog,
-  } from './mirror-helpers.ts';
+} from './mirror-helpers.ts';
 import type { Download } from './mirror-helpers.ts';
 
 // Five small layers (one per fault test, so each starts uncached) and one ~100 MB layer.

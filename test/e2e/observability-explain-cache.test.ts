@@ -8,8 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { LayoutRegistry, pullImage, type ClusterNode } from '@peerpull/demo';
 import type { CacheListing, ExplainReport } from '@peerpull/daemon';
 import { makeTempDir } from '../fixtures/processes.ts';
-import { waitUntil } from '../fixtures/wait-until.ts';
-import { addImage, getJson, metric, peerpull, randomLayer, scrape, startTestCluster, type TestCluster, type TestImage } from './observability-helpers.ts';
+import { addImage, getJson, metric, peerpull, randomLayer, scrape, startTestCluster, type TestCluster, type TestImage, waitObserved } from './observability-helpers.ts';
 
 describe('explain and cache', () => {
   let tc: TestCluster;
@@ -47,11 +46,11 @@ describe('explain and cache', () => {
     await pull(first, mid); // B: on its peer
     // Before the pull: explain knows where each layer is, and pulls nothing.
     const beforeBytes = metric(await scrape(second), 'peerpull_bytes_fetched_total');
-    const plan = await waitUntil('layer A stored on the second node, and its peer found holding layer B', async () => {
+    const plan = await waitObserved('layer A stored on the second node, and its peer found holding layer B', async () => {
       const report = await getJson<ExplainReport>(`${second.url}/api/v1/explain?image=${encodeURIComponent(ref(mixed))}`);
       const aStored = report.layers.find((l) => l.digest === a.digest)?.local;
       return aStored && report.layers.find((l) => l.digest === b.digest)?.peers?.some((p) => p.id === firstPeerId) ? report : undefined;
-    }, 15_000, 100);
+    });
     const planned = Object.fromEntries(plan.layers.map((l) => [l.digest, l.where]));
     assert.deepEqual([planned[a.digest], planned[b.digest], planned[c.digest]], ['local', 'peers', 'upstream']);
     assert.equal(plan.layers.find((l) => l.digest === b.digest)?.seed?.state, 'stored', 'the seed has B (it fetched it for the peer)');
@@ -65,10 +64,10 @@ describe('explain and cache', () => {
     assert.equal(result.bySource.seed, c.size + mixed.config.size, 'layer C and the config came from the seed');
 
     // The client has its last byte while the store still syncs and renames the blob: wait for the store.
-    const report = await waitUntil('every layer stored on the node', async () => {
+    const report = await waitObserved('every layer stored on the node', async () => {
       const r = await getJson<ExplainReport>(`${second.url}/api/v1/explain?image=${encodeURIComponent(ref(mixed))}`);
       return r.localBytes === r.totalBytes ? r : undefined;
-    }, 15_000, 100);
+    });
     assert.equal(report.image, ref(mixed));
     assert.equal(report.digest, mixed.manifest.digest);
     assert.equal(report.resolvedBy, 'cache');
@@ -136,7 +135,7 @@ describe('explain and cache', () => {
     // The next pull fetches it again, correctly.
     const repull = await pull(second, base);
     assert.equal(repull.bySource.local ?? 0, base.manifest.size + base.config.size, 'layer A was fetched again');
-    await waitUntil('base:v1 complete on the node again', async () => (await getJson<CacheListing>(`${second.url}/api/v1/cache`)).images.find((i) => i.image === ref(base))?.complete, 15_000, 100);
+    await waitObserved('base:v1 complete on the node again', async () => (await getJson<CacheListing>(`${second.url}/api/v1/cache`)).images.find((i) => i.image === ref(base))?.complete);
   });
 
   test('cache ls, rm and gc', async () => {

@@ -6,9 +6,15 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LayoutRegistry, LocalCluster, type ClusterNode } from '@peerpull/demo';
+import { waitUntil, type Check } from '../fixtures/wait-until.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = path.join(REPO_ROOT, 'packages/cli/src/main.ts');
+
+/** waitUntil with this suite's pace: a cluster of real processes settles within seconds, checked every 100 ms. */
+export function waitObserved<T>(what: string | (() => string), check: () => Check<T> | Promise<Check<T>>): Promise<T> {
+  return waitUntil(what, check, 15_000, 100);
+}
 
 export interface Blob {
   digest: string;

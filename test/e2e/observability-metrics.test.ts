@@ -8,8 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LayoutRegistry, pullImage } from '@peerpull/demo';
 import { makeTempDir } from '../fixtures/processes.ts';
-import { waitUntil } from '../fixtures/wait-until.ts';
-import { REPO_ROOT, addImage, declaredMetrics, getJson, metric, peerpull, randomLayer, scrape, startTestCluster, type TestCluster, type TestImage } from './observability-helpers.ts';
+import { REPO_ROOT, addImage, declaredMetrics, getJson, metric, peerpull, randomLayer, scrape, startTestCluster, type TestCluster, type TestImage, waitObserved } from './observability-helpers.ts';
 
 describe('metrics and health', () => {
   let tc: TestCluster;
@@ -40,7 +39,7 @@ describe('metrics and health', () => {
     assert.equal(pull1.bySource.peer ?? 0, 0, 'the first node has no peer to get it from');
     // The first node announces every blob it holds; the second pulls once it can find them all.
     const blobs = [image.config, ...image.layers];
-    await waitUntil('the first node to provide every blob', async () => metric(await scrape(first), 'peerpull_peer_provide_seconds_count', { result: 'ok' }) >= blobs.length, 15_000, 100);
+    await waitObserved('the first node to provide every blob', async () => metric(await scrape(first), 'peerpull_peer_provide_seconds_count', { result: 'ok' }) >= blobs.length);
 
     const after1 = await scrape(first);
     assert.ok(metric(after1, 'peerpull_mirror_requests_total', { kind: 'blob', result: 'hit', source: 'seed' }) - metric(before1, 'peerpull_mirror_requests_total', { kind: 'blob', result: 'hit', source: 'seed' }) >= blobs.length);
@@ -69,7 +68,7 @@ describe('metrics and health', () => {
     assert.ok(metric(after2, 'peerpull_peer_lookup_seconds_count', { found: 'true' }) >= blobs.length);
     assert.equal(metric(after2, 'peerpull_ready'), 1);
     assert.equal(metric(after2, 'peerpull_build_info', { service: 'daemon' }), 1);
-    await waitUntil('the store to hold the whole image', async () => metric(await scrape(second), 'peerpull_cache_bytes') >= image.totalBytes, 15_000, 100);
+    await waitObserved('the store to hold the whole image', async () => metric(await scrape(second), 'peerpull_cache_bytes') >= image.totalBytes);
     assert.ok(metric(after2, 'peerpull_cache_max_bytes') > 0);
   });
 
@@ -118,10 +117,10 @@ describe('metrics and health', () => {
 
     // The last peer goes too: nothing is left to fetch from.
     await other.stop();
-    const unready = await waitUntil('the daemon to say unready', async () => {
+    const unready = await waitObserved('the daemon to say unready', async () => {
       const r = await readyz(node.url);
       return r.status === 503 ? r : undefined;
-    }, 15_000, 100);
+    });
     assert.equal(unready.body.status, 'unready');
     assert.match(unready.body.reason ?? '', /no source usable/);
     assert.match(unready.body.reason ?? '', /no peer connected/);
@@ -140,8 +139,8 @@ describe('metrics and health', () => {
 
     // The upstream comes back: ready again.
     await tc.upstream.listen('127.0.0.1', upstreamPort);
-    await waitUntil('the daemon to be ready again', async () => (await readyz(node.url)).status === 200, 15_000, 100);
-    await waitUntil('the metrics listener to agree', async () => (await readyz(metricsBase)).status === 200, 15_000, 100);
+    await waitObserved('the daemon to be ready again', async () => (await readyz(node.url)).status === 200);
+    await waitObserved('the metrics listener to agree', async () => (await readyz(metricsBase)).status === 200);
     assert.equal(metric(await scrape(node), 'peerpull_ready'), 1);
     const statusAgain = await getJson<{ ready: boolean; sources: { upstreams: { reachable: boolean }[] } }>(`${node.url}/api/v1/status`);
     assert.equal(statusAgain.ready, true);

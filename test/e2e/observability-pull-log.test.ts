@@ -13,7 +13,7 @@ import type { PullRecord } from '@peerpull/common';
 import type { ClusterView } from '@peerpull/seed';
 import { makeTempDir } from '../fixtures/processes.ts';
 import { waitUntil } from '../fixtures/wait-until.ts';
-import { REPO_ROOT, addImage, getJson, metric, nodePullLines, peerpull, randomLayer, scrape, startTestCluster, type TestCluster, type TestImage } from './observability-helpers.ts';
+import { REPO_ROOT, addImage, getJson, metric, nodePullLines, peerpull, randomLayer, scrape, startTestCluster, type TestCluster, type TestImage, waitObserved } from './observability-helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
@@ -53,17 +53,17 @@ describe('pull audit log and dashboard', () => {
     const blobs = [image.config, ...image.layers];
     // Each daemon logs one line per request with the source that served it: that is the truth to compare with.
     // (Logs are written asynchronously: wait for one manifest GET and one GET per blob on each node.)
-    const expected = await waitUntil('every node\'s request log', () => {
+    const expected = await waitObserved('every node\'s request log', () => {
       const lines = tc.daemons
         .flatMap((d) => nodePullLines(d).filter((l) => l.method === 'GET' && l.repository === image.repository).map((l) => `${d.name} ${l.kind} ${l.digest} ${l.source} ${l.bytes} ${l.status}`))
         .sort();
       return lines.length >= tc.daemons.length * (1 + blobs.length) ? lines : undefined;
-    }, 15_000, 100);
+    });
     assert.equal(expected.length, tc.daemons.length * (1 + blobs.length));
-    const logged = await waitUntil('every pull in the seed\'s log', async () => {
+    const logged = await waitObserved('every pull in the seed\'s log', async () => {
       const { pulls } = await getJson<{ pulls: PullRecord[] }>(`${tc.seed.url}/api/v1/pulls?image=${encodeURIComponent(`${tc.host}/${image.repository}`)}&since=5m`);
       return pulls.length >= expected.length ? pulls : undefined;
-    }, 15_000, 100);
+    });
     assert.deepEqual(logged.map((p) => `${p.node} ${p.kind} ${p.digest} ${p.source} ${p.bytes} ${p.status}`).sort(), expected);
     for (const p of logged) {
       assert.equal(p.registry, tc.host);
@@ -163,7 +163,7 @@ describe('pull audit log and dashboard', () => {
     await tc.seed.stop();
     const result = await pullImage({ registryUrl: node.url, repository: other.repository, tag: other.tag, ns: tc.host });
     assert.equal(result.blobs, 2, 'the pull works without the seed');
-    await waitUntil('the records to be dropped', async () => metric(await scrape(node), 'peerpull_pull_reports_total', { outcome: 'dropped' }) >= 3, 15_000, 100);
+    await waitObserved('the records to be dropped', async () => metric(await scrape(node), 'peerpull_pull_reports_total', { outcome: 'dropped' }) >= 3);
     const status = await getJson<{ ready: boolean; errors: { msg: string }[] }>(`${node.url}/api/v1/status`);
     assert.equal(status.ready, true, 'peers and the upstream are still there');
     assert.ok(status.errors.some((e) => /could not report pulls to the seed/.test(e.msg)), 'the last errors say so');

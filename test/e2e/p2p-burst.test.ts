@@ -26,10 +26,10 @@ for (const transport of PEER_TRANSPORTS) describe(`burst: six daemons pull one c
     [reg, img] = await Promise.all([startRegistry(), getImageLayout({ name: 'p2p-burst', layers: [5 * MB, 45 * MB, 50 * MB] })]);
     await pushImage(img, `${reg.host}/${REPO}:${TAG}`);
     reg.clearLog();
-    seed = await startPeerpull({ command: 'seed', registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key)), '--peer-fanout', String(FANOUT)] });
+    seed = await startPeerpull({ command: 'seed', registries: [registryEntry(reg)], extraArgs: [...p2pArgs(key), '--peer-fanout', String(FANOUT)] });
     daemons = await Promise.all(
       Array.from({ length: DAEMONS }, async () =>
-        startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), ...transportArgs(transport), '--log-level', 'debug'] }),
+        startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...p2pArgs(key), ...transportArgs(transport), '--log-level', 'debug'] }),
       ),
     );
     await waitUntil('every daemon to join through the seed', async () => (await Promise.all(daemons.map(p2pMetrics))).every((m) => m.connected >= 1), 15_000, 100);

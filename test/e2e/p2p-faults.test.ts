@@ -91,13 +91,13 @@ for (const transport of PEER_TRANSPORTS) describe(`faulty peers (${transport})`,
     // The upstream is reached through a proxy of ours, so a test can slow it down.
     proxy = await FaultProxy.start(reg.url);
     const upstream = `${reg.host}=${proxy.url}`;
-    seed = await startPeerpull({ command: 'seed', registries: [upstream], defaultRegistry: reg.host, extraArgs: [...(await p2pArgs(key))] });
+    seed = await startPeerpull({ command: 'seed', registries: [upstream], defaultRegistry: reg.host, extraArgs: [...p2pArgs(key)] });
     nodes = await Promise.all(
       [0, 1, 2, 3].map(async () =>
         startPeerpull({
           registries: [upstream],
           defaultRegistry: reg.host,
-          extraArgs: ['--seed', seed.url, ...(await p2pArgs(key)), ...transportArgs(transport), '--peer-idle-timeout', '1s', '--log-level', 'debug'],
+          extraArgs: ['--seed', seed.url, ...p2pArgs(key), ...transportArgs(transport), '--peer-idle-timeout', '1s', '--log-level', 'debug'],
         }),
       ),
     );

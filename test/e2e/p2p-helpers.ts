@@ -26,7 +26,7 @@ export function makeClusterKey(): string {
  * one is given (a test of a fixed address): the kernel picks it as the node binds, so no other process can
  * take it in between; peers dial what 'p2p node started' names (peerAddr).
  */
-export async function p2pArgs(keyFile: string | undefined, port = 0): Promise<string[]> {
+export function p2pArgs(keyFile: string | undefined, port = 0): string[] {
   return [...(keyFile ? ['--cluster-key-file', keyFile] : []), '--p2p-listen', `/ip4/127.0.0.1/tcp/${port}`];
 }
 

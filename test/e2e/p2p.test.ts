@@ -62,9 +62,9 @@ for (const transport of PEER_TRANSPORTS) describe(`a cluster of five daemons and
     [reg, img] = await Promise.all([startRegistry(), getImageLayout({ name: 'p2p-spread', layers: [1 * MB, 20 * MB, 50 * MB] })]);
     await pushImage(img, `${reg.host}/${REPO}:${TAG}`);
     reg.clearLog();
-    seed = await startPeerpull({ command: 'seed', registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key)), '--log-level', 'debug'] });
+    seed = await startPeerpull({ command: 'seed', registries: [registryEntry(reg)], extraArgs: [...p2pArgs(key), '--log-level', 'debug'] });
     const daemon = async (keyFile: string | undefined, extra: string[] = []): Promise<DaemonProcess> =>
-      startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...(await p2pArgs(keyFile)), ...transportArgs(transport), '--log-level', 'debug', ...extra] });
+      startPeerpull({ registries: [registryEntry(reg)], extraArgs: ['--seed', seed.url, ...p2pArgs(keyFile), ...transportArgs(transport), '--log-level', 'debug', ...extra] });
     nodes = await Promise.all([0, 1, 2, 3, 4].map(() => daemon(key)));
     // Strangers: both know the seed (its /api/v1/peer names its P2P address) and one also dials A directly.
     [noKey, wrongKey] = await Promise.all([daemon(undefined), daemon(otherKey, ['--bootstrap', peerAddr(nodes[0]!)])]);
@@ -192,7 +192,7 @@ describe('a restarted node', () => {
     [reg, img] = await Promise.all([startRegistry(), getImageLayout({ name: 'p2p-restart', layers: [2 * MB, 6 * MB] })]);
     await pushImage(img, `${reg.host}/library/restart:${TAG}`);
     // No seed and no bootstrap: nobody else can hold DHT records of its blobs. A fixed port: the restart must keep its address.
-    holder = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...(await p2pArgs(key, await freePort())), '--log-level', 'debug'] });
+    holder = await startPeerpull({ registries: [registryEntry(reg)], extraArgs: [...p2pArgs(key, await freePort()), '--log-level', 'debug'] });
   });
 
   after(async () => {
@@ -219,7 +219,7 @@ describe('a restarted node', () => {
     // to find the blobs is the restarted node's own new provider records.
     fresh = await startPeerpull({
       registries: [registryEntry(reg)],
-      extraArgs: [...(await p2pArgs(key)), '--bootstrap', `${afterRestart.addrs[0]}/p2p/${afterRestart.peerId}`, '--log-level', 'debug'],
+      extraArgs: [...p2pArgs(key), '--bootstrap', `${afterRestart.addrs[0]}/p2p/${afterRestart.peerId}`, '--log-level', 'debug'],
     });
     await waitUntil('the new node to connect', async () => (await p2pMetrics(fresh!)).connected >= 1, 10_000, 50);
     // The admin API runs the lookup a pull runs: the restarted node is found under its old peer id
